@@ -1,0 +1,167 @@
+//! One run of `bpsms send` on a stored campaign: recover what a dead run left
+//! in flight, then send and track side by side until every message is final,
+//! the operator interrupts, or an error stops the run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiClient, FatalError};
+use crate::clock::now_ms;
+use crate::config::RunSettings;
+use crate::progress::{self, Counters};
+use crate::recorder::Recorder;
+use crate::sender::{duration_ms, SendContext, SendError, Sender};
+use crate::store::{Campaign, Store, StoreError};
+use crate::tracker::{self, TrackContext, TrackError};
+
+/// How a run ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Nothing left to send or track.
+    Finished,
+    /// The operator interrupted; the campaign can be resumed.
+    Interrupted,
+}
+
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is wrong (credentials, privilege, address).
+    #[error(transparent)]
+    Config(FatalError),
+    #[error(transparent)]
+    Unreachable(SendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs the campaign until it is finished, interrupted or stopped.
+pub async fn run(
+    store: &Store,
+    api: Arc<ApiClient>,
+    campaign: &Campaign,
+    settings: &RunSettings,
+    cancel: CancellationToken,
+) -> Result<RunEnd, RunError> {
+    let policy = settings.campaign.on_ambiguous;
+    let recovered = store.recover_sending(campaign.id, policy, now_ms()).await?;
+    if recovered > 0 {
+        eprintln!(
+            "{recovered} message(s) were in flight when the previous run stopped; they are now {}",
+            match policy {
+                crate::domain::state::AmbiguousPolicy::Hold => "`unknown` (not sent again)",
+                crate::domain::state::AmbiguousPolicy::Retry => "queued to be sent again",
+            }
+        );
+    }
+    if settings.campaign.track_for != campaign.settings.track_for {
+        store
+            .retrack(campaign.id, duration_ms(settings.campaign.track_for))
+            .await?;
+    }
+    store
+        .update_settings(campaign.id, &settings.campaign)
+        .await?;
+    if store.has_pending(campaign.id).await? {
+        // Bad credentials stop here, before any message is claimed.
+        api.check_credentials().await.map_err(RunError::Config)?;
+    }
+
+    let counters = Arc::new(Counters::default());
+    // Stops both loops when either meets an error the other cannot outlive.
+    let stop = cancel.child_token();
+    let drawing = CancellationToken::new();
+    let drawer = tokio::spawn(progress::draw(counters.clone(), drawing.clone()));
+
+    let (send_recorder, send_recording) = Recorder::start(store.clone());
+    let sender = Sender::new(SendContext {
+        store: store.clone(),
+        api: api.clone(),
+        recorder: send_recorder,
+        counters: counters.clone(),
+        campaign_id: campaign.id,
+        from: campaign.from_number.clone(),
+        rate: settings.campaign.rate,
+        concurrency: settings.campaign.concurrency,
+        poll_delay: settings.campaign.poll_delay,
+        track_for: settings.campaign.track_for,
+        on_ambiguous: policy,
+    });
+    let sending_done = Arc::new(AtomicBool::new(false));
+    let sending = {
+        let stop = stop.clone();
+        let sending_done = sending_done.clone();
+        async move {
+            let result = sender.run_until_stopped(stop.clone()).await;
+            // Every answer is written before the tracker may conclude that
+            // nothing is left to track.
+            let recorded = send_recording.finish().await;
+            sending_done.store(true, Ordering::Release);
+            if result.is_err() || recorded.is_err() {
+                stop.cancel();
+            }
+            result
+                .map_err(RunError::from)
+                .and(recorded.map_err(RunError::from))
+        }
+    };
+
+    let (track_recorder, track_recording) = Recorder::start(store.clone());
+    let tracking = {
+        let ctx = TrackContext {
+            store: store.clone(),
+            api,
+            recorder: track_recorder,
+            counters,
+            campaign_id: campaign.id,
+            poll_rate: settings.poll_rate,
+            concurrency: settings.campaign.concurrency,
+            poll_delay: settings.campaign.poll_delay,
+            lease: Duration::from_secs(120),
+        };
+        let stop = stop.clone();
+        async move {
+            let result = tracker::run_until_done(ctx, sending_done, stop.clone()).await;
+            let recorded = track_recording.finish().await;
+            if result.is_err() || recorded.is_err() {
+                stop.cancel();
+            }
+            result
+                .map_err(RunError::from)
+                .and(recorded.map_err(RunError::from))
+        }
+    };
+
+    let (sent, tracked) = tokio::join!(sending, tracking);
+    drawing.cancel();
+    let _ = drawer.await;
+    sent?;
+    tracked?;
+    Ok(if cancel.is_cancelled() {
+        RunEnd::Interrupted
+    } else {
+        RunEnd::Finished
+    })
+}
+
+impl From<SendError> for RunError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::Fatal(fatal) => RunError::Config(fatal),
+            SendError::Store(store) => RunError::Store(store),
+            unreachable @ SendError::Unreachable { .. } => RunError::Unreachable(unreachable),
+        }
+    }
+}
+
+impl From<TrackError> for RunError {
+    fn from(error: TrackError) -> Self {
+        match error {
+            TrackError::Fatal(fatal) => RunError::Config(fatal),
+            TrackError::Store(store) => RunError::Store(store),
+        }
+    }
+}

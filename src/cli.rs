@@ -1,0 +1,174 @@
+//! The command line as parsed, before validation: raw values only. The
+//! [`crate::config`] module turns them into checked settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::mock::MockArgs;
+
+/// Send a bulk SMS/MMS campaign through the Bright Pattern Contact Center
+/// SMS/MMS API and track every message to its final delivery status.
+///
+/// Credentials come from the environment (BPSMS_CLIENT_ID,
+/// BPSMS_CLIENT_SECRET, BPSMS_TENANT) or the config file, never from a flag.
+#[derive(Debug, Parser)]
+#[command(name = "bpsms", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts, before or after its name.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// SQLite database holding campaigns and messages [default: bpsms.db].
+    #[arg(long, global = true, env = "BPSMS_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The tenant, e.g. https://acme.brightpattern.com (plain http only for
+    /// loopback addresses such as the simulator's).
+    #[arg(long, global = true, env = "BPSMS_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// TOML file with the same keys as the flags and environment variables.
+    #[arg(long, global = true, env = "BPSMS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import the CSV (for a new campaign), send, and track every message to a
+    /// final state. Run it again to resume.
+    Send(SendArgs),
+    /// Create a campaign from a CSV without sending anything.
+    Import(ImportArgs),
+    /// Counts per state for one campaign, or for all.
+    Status(StatusArgs),
+    /// One record per CSV data row, in row order.
+    Export(ExportArgs),
+    /// Run the built-in BPCC API simulator.
+    MockServer(MockArgs),
+    /// Send samples/recipients.csv through the built-in simulator and report.
+    Demo(DemoArgs),
+}
+
+/// What defines a campaign's content: fixed once imported.
+#[derive(Debug, Clone, Args)]
+pub struct CampaignArgs {
+    /// Campaign name; a later run with the same name resumes it.
+    #[arg(long, value_name = "NAME")]
+    pub campaign: String,
+    /// Recipients CSV with a header row.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Sender: a Text Out access number of the tenant, in E.164 (+16505550100).
+    #[arg(long, value_name = "E164")]
+    pub from: Option<String>,
+    /// Message text with {{column}} placeholders; without it, each row's
+    /// `body` column is sent.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub body: Option<String>,
+    /// Column holding the phone number [default: the first of phone, to,
+    /// mobile, msisdn, phone_number].
+    #[arg(long, value_name = "NAME")]
+    pub phone_column: Option<String>,
+    /// Region for numbers written without a country code (ISO 3166, e.g. US,
+    /// GB) [default: US].
+    #[arg(long, value_name = "CC")]
+    pub default_region: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub campaign: CampaignArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Settings that may change between runs of one campaign.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Messages per second, never exceeded [default: 10].
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// Most Send requests in flight at once [default: 4].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Wait after an accepted send before the first Get Message (500ms, 15s…)
+    /// [default: 15s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub poll_delay: Option<Duration>,
+    /// Get Message calls per second [default: the send rate].
+    #[arg(long, value_name = "N")]
+    pub poll_rate: Option<f64>,
+    /// How long after its accepted send a message is tracked before it
+    /// becomes `expired` [default: 4h].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub track_for: Option<Duration>,
+    /// What to do when it is unclear whether the API accepted a message:
+    /// hold it as `unknown` (never texts anyone twice) or retry it (at least
+    /// once) [default: hold].
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_ambiguous: Option<OnAmbiguous>,
+    /// Time allowed to establish a connection [default: 10s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// Time allowed for a whole request [default: 30s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnAmbiguous {
+    Hold,
+    Retry,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub campaign: CampaignArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Only this campaign.
+    #[arg(long, value_name = "NAME")]
+    pub campaign: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_name = "NAME")]
+    pub campaign: String,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: ExportFormat,
+    /// Write here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Where to write the report.
+    #[arg(long, value_name = "FILE", default_value = "bpsms-demo-report.csv")]
+    pub out: PathBuf,
+    /// Messages per second.
+    #[arg(long, value_name = "N", default_value_t = 50.0)]
+    pub rate: f64,
+}
+
+/// Reads `500ms`, `15s`, `4h`, `1h30m`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw.trim())
+        .map_err(|e| format!("{e}; write a duration such as 500ms, 15s, 10m or 4h"))
+}

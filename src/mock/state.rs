@@ -1,0 +1,562 @@
+//! The simulator's memory: issued tokens, accepted messages (the ledger), the
+//! seeded random generators and the request counters.
+//!
+//! Everything mutable sits behind one `std::sync::Mutex` that is held only
+//! for map and vector operations, never across an `.await`. Counters are
+//! atomics so that reading [`Stats`] never contends with sends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::wire::{MessageResource, MESSAGES_PATH};
+use crate::mock::behaviour::Behaviour;
+
+/// The fixed tenant identifier the simulator answers with.
+pub const ACCOUNT_SID: &str = "7C1E5A0B-3D2F-4E6A-9B8C-0F1D2E3A4B5C";
+/// `error_code` of a failed message.
+pub const FAILED_ERROR_CODE: &str = "30003";
+/// `error_message` of a failed message.
+pub const FAILED_ERROR_MESSAGE: &str = "Unreachable destination handset";
+
+/// One accepted Send, as the simulator received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The sid the Send answer carried.
+    pub sid: String,
+    /// `To` exactly as sent.
+    pub to: String,
+    /// `From` exactly as sent.
+    pub from: String,
+    /// `Body`, if any.
+    pub body: Option<String>,
+    /// Media URLs in the order given (empty for an SMS).
+    pub media_urls: Vec<String>,
+    /// When the Send was accepted, in Unix milliseconds.
+    pub received_at_ms: i64,
+}
+
+/// Request counters since the simulator started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Requests to the token endpoint.
+    pub token_requests: u64,
+    /// Requests to Send Message, whatever their answer.
+    pub send_requests: u64,
+    /// Sends answered 200 (or, for a slow fault, accepted and answered late).
+    pub sends_accepted: u64,
+    /// Requests to Get Message, whatever their answer.
+    pub get_requests: u64,
+    /// Requests answered with an injected fault (5xx, 429, 403, slow).
+    pub faults_injected: u64,
+    /// Requests answered 401 (token endpoint included).
+    pub unauthorized: u64,
+}
+
+/// Shared state of one simulator; cheap to clone.
+#[derive(Clone)]
+pub struct SimState {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    behaviour: Behaviour,
+    /// Wall clock and monotonic clock at start; message times are offsets.
+    started_at: Instant,
+    inner: Mutex<Inner>,
+    counters: Counters,
+    /// Cancelled at shutdown so that slow answers stop waiting.
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct Counters {
+    token_requests: AtomicU64,
+    send_requests: AtomicU64,
+    sends_accepted: AtomicU64,
+    get_requests: AtomicU64,
+    faults_injected: AtomicU64,
+    unauthorized: AtomicU64,
+}
+
+/// Which counter to bump.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counter {
+    TokenRequests,
+    SendRequests,
+    SendsAccepted,
+    GetRequests,
+    FaultsInjected,
+    Unauthorized,
+}
+
+struct Inner {
+    /// Accepted messages in acceptance order: the ledger.
+    messages: Vec<Record>,
+    /// sid (as its 128 bits) to index in `messages`.
+    index: HashMap<u128, u32>,
+    /// Issued tokens and when each expires.
+    tokens: HashMap<String, Instant>,
+    /// sids and tokens.
+    id_rng: StdRng,
+    /// Per-message failure decisions.
+    fate_rng: StdRng,
+    /// Per-request fault draws.
+    fault_rng: StdRng,
+}
+
+/// One accepted message, kept small: a million of them must fit easily.
+struct Record {
+    sid: u128,
+    /// Microseconds after `started_at` at which the Send was accepted.
+    accepted_offset_us: u64,
+    received_at_ms: i64,
+    to: Box<str>,
+    from: Box<str>,
+    body: Option<Box<str>>,
+    media_urls: Box<[String]>,
+    fails: bool,
+}
+
+/// A message to record, already validated.
+pub(crate) struct NewMessage {
+    pub to: String,
+    pub from: String,
+    pub body: Option<String>,
+    pub media_urls: Vec<String>,
+}
+
+/// What a token check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenCheck {
+    Valid,
+    Expired,
+    Unknown,
+}
+
+/// What a Get found.
+pub(crate) enum Lookup {
+    Found(Box<MessageResource>),
+    NotVisibleYet,
+    NotFound,
+}
+
+impl SimState {
+    /// Fresh state for `behaviour`; the generators are seeded from
+    /// `behaviour.seed`.
+    pub fn new(behaviour: Behaviour) -> Self {
+        let seed = behaviour.seed;
+        let inner = Inner {
+            messages: Vec::new(),
+            index: HashMap::new(),
+            tokens: HashMap::new(),
+            id_rng: StdRng::seed_from_u64(seed),
+            fate_rng: StdRng::seed_from_u64(seed.wrapping_add(0x9E37_79B9_7F4A_7C15)),
+            fault_rng: StdRng::seed_from_u64(seed.wrapping_add(0x3C6E_F372_FE94_F82A)),
+        };
+        SimState {
+            shared: Arc::new(Shared {
+                behaviour,
+                started_at: Instant::now(),
+                inner: Mutex::new(inner),
+                counters: Counters::default(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The knobs this simulator runs with.
+    pub fn behaviour(&self) -> &Behaviour {
+        &self.shared.behaviour
+    }
+
+    /// Every accepted Send, in acceptance order.
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        let inner = self.lock();
+        inner.messages.iter().map(Record::ledger_entry).collect()
+    }
+
+    /// Number of accepted Sends, without copying the ledger.
+    pub fn ledger_len(&self) -> usize {
+        self.lock().messages.len()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        Stats {
+            token_requests: c.token_requests.load(Ordering::Relaxed),
+            send_requests: c.send_requests.load(Ordering::Relaxed),
+            sends_accepted: c.sends_accepted.load(Ordering::Relaxed),
+            get_requests: c.get_requests.load(Ordering::Relaxed),
+            faults_injected: c.faults_injected.load(Ordering::Relaxed),
+            unauthorized: c.unauthorized.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The ledger serialised as a JSON array, built under the lock without
+    /// copying the entries first.
+    pub(crate) fn ledger_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let inner = self.lock();
+        let entries: Vec<LedgerEntryRef<'_>> =
+            inner.messages.iter().map(Record::ledger_ref).collect();
+        serde_json::to_vec(&entries)
+    }
+
+    pub(crate) fn count(&self, counter: Counter) {
+        let c = &self.shared.counters;
+        let atomic = match counter {
+            Counter::TokenRequests => &c.token_requests,
+            Counter::SendRequests => &c.send_requests,
+            Counter::SendsAccepted => &c.sends_accepted,
+            Counter::GetRequests => &c.get_requests,
+            Counter::FaultsInjected => &c.faults_injected,
+            Counter::Unauthorized => &c.unauthorized,
+        };
+        atomic.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.shared.shutdown
+    }
+
+    /// One uniform draw in `[0, 1)` for a fault decision.
+    pub(crate) fn fault_draw(&self) -> f64 {
+        self.lock().fault_rng.random::<f64>()
+    }
+
+    /// Issues a token valid for the configured lifetime.
+    pub(crate) fn issue_token(&self) -> String {
+        let now = Instant::now();
+        let expires_at = now + self.shared.behaviour.token_lifetime;
+        let mut inner = self.lock();
+        // Forget long-dead tokens now and then so that a client fetching a
+        // token per request cannot grow the map without bound.
+        if inner.tokens.len() >= 10_000 {
+            inner.tokens.retain(|_, expiry| *expiry > now);
+        }
+        loop {
+            let mut bytes = [0u8; 32];
+            inner.id_rng.fill_bytes(&mut bytes);
+            let token = upper_hex(&bytes);
+            if !inner.tokens.contains_key(&token) {
+                inner.tokens.insert(token.clone(), expires_at);
+                return token;
+            }
+        }
+    }
+
+    pub(crate) fn check_token(&self, token: &str) -> TokenCheck {
+        let inner = self.lock();
+        match inner.tokens.get(token) {
+            None => TokenCheck::Unknown,
+            Some(expiry) if *expiry <= Instant::now() => TokenCheck::Expired,
+            Some(_) => TokenCheck::Valid,
+        }
+    }
+
+    /// Records an accepted message and returns its Send answer.
+    pub(crate) fn accept(&self, message: NewMessage) -> MessageResource {
+        let behaviour = &self.shared.behaviour;
+        let accepted_offset_us = duration_us(self.shared.started_at.elapsed());
+        let received_at_ms = unix_ms_now();
+        let is_mms = !message.media_urls.is_empty();
+        let mut inner = self.lock();
+        let fails = !is_mms && inner.fate_rng.random::<f64>() < behaviour.failure_ratio;
+        let sid = loop {
+            let candidate = uuid_v4_bits(inner.id_rng.random::<u128>());
+            if !inner.index.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        let record = Record {
+            sid,
+            accepted_offset_us,
+            received_at_ms,
+            to: message.to.into_boxed_str(),
+            from: message.from.into_boxed_str(),
+            body: message.body.map(String::into_boxed_str),
+            media_urls: message.media_urls.into_boxed_slice(),
+            fails,
+        };
+        let resource = record.resource(Progress::Queued, behaviour);
+        // The ledger is bounded by u32 indices (4 billion messages), far
+        // beyond what fits in memory anyway.
+        let position = u32::try_from(inner.messages.len()).unwrap_or(u32::MAX);
+        inner.index.insert(sid, position);
+        inner.messages.push(record);
+        resource
+    }
+
+    /// The Get answer for `sid` at this moment.
+    pub(crate) fn lookup(&self, sid: &str) -> Lookup {
+        let Some(key) = parse_sid(sid) else {
+            return Lookup::NotFound;
+        };
+        let behaviour = &self.shared.behaviour;
+        let now_us = duration_us(self.shared.started_at.elapsed());
+        let inner = self.lock();
+        let Some(record) = inner
+            .index
+            .get(&key)
+            .and_then(|position| inner.messages.get(*position as usize))
+        else {
+            return Lookup::NotFound;
+        };
+        let age = Duration::from_micros(now_us.saturating_sub(record.accepted_offset_us));
+        if age < behaviour.not_found_for {
+            return Lookup::NotVisibleYet;
+        }
+        let progress = if age >= behaviour.delivered_after {
+            Progress::Final
+        } else if age >= behaviour.sent_after {
+            Progress::Sent
+        } else {
+            Progress::Queued
+        };
+        Lookup::Found(Box::new(record.resource(progress, behaviour)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // in a way that matters to a simulator, so poisoning is ignored.
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How far a message has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Queued,
+    Sent,
+    /// `delivered` or `failed` for an SMS; an MMS stays `sent`.
+    Final,
+}
+
+#[derive(Serialize)]
+struct LedgerEntryRef<'a> {
+    sid: String,
+    to: &'a str,
+    from: &'a str,
+    body: Option<&'a str>,
+    media_urls: &'a [String],
+    received_at_ms: i64,
+}
+
+impl Record {
+    fn ledger_entry(&self) -> LedgerEntry {
+        LedgerEntry {
+            sid: format_sid(self.sid),
+            to: self.to.to_string(),
+            from: self.from.to_string(),
+            body: self.body.as_deref().map(str::to_owned),
+            media_urls: self.media_urls.to_vec(),
+            received_at_ms: self.received_at_ms,
+        }
+    }
+
+    fn ledger_ref(&self) -> LedgerEntryRef<'_> {
+        LedgerEntryRef {
+            sid: format_sid(self.sid),
+            to: &self.to,
+            from: &self.from,
+            body: self.body.as_deref(),
+            media_urls: &self.media_urls,
+            received_at_ms: self.received_at_ms,
+        }
+    }
+
+    /// The message object as the vendor would show it at `progress`, before
+    /// any quirk is applied.
+    fn resource(&self, progress: Progress, behaviour: &Behaviour) -> MessageResource {
+        let is_mms = !self.media_urls.is_empty();
+        let created_ms = self.received_at_ms;
+        let sent_ms = created_ms.saturating_add(duration_ms(behaviour.sent_after));
+        let final_ms = created_ms.saturating_add(duration_ms(behaviour.delivered_after));
+        let (status, date_sent, date_updated) = match progress {
+            Progress::Queued => ("queued", None, created_ms),
+            Progress::Sent => ("sent", Some(sent_ms), sent_ms),
+            Progress::Final if is_mms => ("sent", Some(sent_ms), sent_ms),
+            Progress::Final if self.fails => ("failed", Some(sent_ms), final_ms),
+            Progress::Final => ("delivered", Some(sent_ms), final_ms),
+        };
+        let failed = status == "failed";
+        let sid = format_sid(self.sid);
+        MessageResource {
+            account_sid: Some(ACCOUNT_SID.to_owned()),
+            api_version: Some("1".to_owned()),
+            body: self.body.as_deref().map(str::to_owned),
+            num_segments: Some("1".to_owned()),
+            num_media: Some(self.media_urls.len().to_string()),
+            subresource_uris: subresource_uris(&self.media_urls),
+            date_created: Some(rfc2822(created_ms)),
+            date_sent: date_sent.map(rfc2822),
+            date_updated: Some(rfc2822(date_updated)),
+            direction: Some("outbound-api".to_owned()),
+            error_code: failed.then(|| FAILED_ERROR_CODE.to_owned()),
+            error_message: failed.then(|| FAILED_ERROR_MESSAGE.to_owned()),
+            from: Some(self.from.trim_start_matches('+').to_owned()),
+            price: None,
+            uri: Some(format!("{MESSAGES_PATH}/{sid}")),
+            sid: Some(sid),
+            status: Some(status.to_owned()),
+            to: Some(self.to.to_string()),
+        }
+    }
+}
+
+/// The [5.2] `subresource_uris` shape: `media` for one item, `media0…` for more.
+fn subresource_uris(media_urls: &[String]) -> Option<serde_json::Value> {
+    match media_urls {
+        [] => None,
+        [only] => Some(serde_json::json!({ "media": only })),
+        many => Some(serde_json::Value::Object(
+            many.iter()
+                .enumerate()
+                .map(|(i, url)| (format!("media{i}"), serde_json::Value::from(url.as_str())))
+                .collect(),
+        )),
+    }
+}
+
+/// Forces the version (4) and variant (10xx) bits so a random number reads
+/// as a v4 UUID.
+fn uuid_v4_bits(random: u128) -> u128 {
+    let version_mask: u128 = 0xF << 76;
+    let variant_mask: u128 = 0x3 << 62;
+    (random & !version_mask & !variant_mask) | (0x4 << 76) | (0x2 << 62)
+}
+
+/// `5f0c2d9e-8a41-4c3b-9e1f-2b7d6a1c0e93`.
+pub(crate) fn format_sid(sid: u128) -> String {
+    let hex = format!("{sid:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The inverse of [`format_sid`]; `None` for anything that is not a UUID.
+pub(crate) fn parse_sid(text: &str) -> Option<u128> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (position, &byte) in bytes.iter().enumerate() {
+        if matches!(position, 8 | 13 | 18 | 23) {
+            if byte != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let digit = char::from(byte).to_digit(16)?;
+        value = (value << 4) | u128::from(digit);
+    }
+    Some(value)
+}
+
+fn upper_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0F)]));
+    }
+    out
+}
+
+/// `Tue, 14 May 2024 09:15:02 +0000`.
+pub(crate) fn rfc2822(unix_ms: i64) -> String {
+    let nanos = i128::from(unix_ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|moment| {
+            moment
+                .format(&time::format_description::well_known::Rfc2822)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn duration_us(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sid_round_trips_and_looks_like_a_v4_uuid() {
+        let sid = uuid_v4_bits(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let text = format_sid(sid);
+        assert_eq!(text, "01234567-89ab-4def-8123-456789abcdef");
+        assert_eq!(parse_sid(&text), Some(sid));
+        assert_eq!(parse_sid("01234567-89AB-4DEF-8123-456789ABCDEF"), Some(sid));
+        assert_eq!(parse_sid("0123456789ab4def8123456789abcdef"), None);
+        assert_eq!(parse_sid("+1234567-89ab-4def-8123-456789abcdef"), None);
+        assert_eq!(parse_sid("01234567-89ab-4def-8123-456789abcdeé"), None);
+        assert_eq!(parse_sid(""), None);
+    }
+
+    #[test]
+    fn dates_are_rfc2822_with_numeric_zone() {
+        // 2024-05-14T09:15:02Z
+        assert_eq!(
+            rfc2822(1_715_678_102_000),
+            "Tue, 14 May 2024 09:15:02 +0000"
+        );
+    }
+
+    #[test]
+    fn tokens_are_64_upper_hex() {
+        let state = SimState::new(Behaviour::default());
+        let token = state.issue_token();
+        assert_eq!(token.len(), 64);
+        assert!(token
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)));
+        assert_eq!(state.check_token(&token), TokenCheck::Valid);
+        assert_eq!(state.check_token("nope"), TokenCheck::Unknown);
+    }
+
+    #[test]
+    fn same_seed_gives_same_sids() {
+        let message = || NewMessage {
+            to: "+14155550123".into(),
+            from: "+16505550100".into(),
+            body: Some("hi".into()),
+            media_urls: vec![],
+        };
+        let a = SimState::new(Behaviour::default());
+        let b = SimState::new(Behaviour::default());
+        for _ in 0..3 {
+            assert_eq!(a.accept(message()).sid, b.accept(message()).sid);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Group commit: workers hand their [`Change`]s to one recorder task, which
+//! writes whatever has queued up in one transaction. One commit then covers
+//! many answers, which is what lets a campaign go faster than the disk's
+//! fsync rate.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
+
+use crate::clock::now_ms;
+use crate::store::{Change, Store, StoreError};
+
+/// Most changes written in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// The sending side, cloned into every worker task.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::UnboundedSender<Item>,
+    applied: Arc<Notify>,
+}
+
+enum Item {
+    Change(Change),
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The running recorder task; [`RecorderTask::finish`] flushes and stops it.
+pub struct RecorderTask {
+    handle: JoinHandle<Result<(), StoreError>>,
+}
+
+impl Recorder {
+    pub fn start(store: Store) -> (Recorder, RecorderTask) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let applied = Arc::new(Notify::new());
+        let handle = tokio::spawn(record(store, rx, applied.clone()));
+        (Recorder { tx, applied }, RecorderTask { handle })
+    }
+
+    /// Queues a change. If the recorder died (a database error), the change
+    /// is dropped here and the error surfaces from [`RecorderTask::finish`];
+    /// the message stays in its previous state in the database.
+    pub fn record(&self, change: Change) {
+        let _ = self.tx.send(Item::Change(change));
+    }
+
+    /// Waits until every change queued before this call is written (or the
+    /// recorder died).
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.tx.send(Item::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+
+    /// Resolves after the next batch has been written.
+    pub async fn applied(&self) {
+        self.applied.notified().await;
+    }
+
+    /// True when the recorder stopped on an error.
+    pub fn is_dead(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+impl RecorderTask {
+    /// Waits until every change sent so far is written. All [`Recorder`]
+    /// handles must have been dropped first.
+    pub async fn finish(self) -> Result<(), StoreError> {
+        match self.handle.await {
+            Ok(result) => result,
+            Err(join_error) => Err(StoreError::Corrupt(format!(
+                "the recorder task stopped: {join_error}"
+            ))),
+        }
+    }
+}
+
+async fn record(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Item>,
+    applied: Arc<Notify>,
+) -> Result<(), StoreError> {
+    let mut items = Vec::with_capacity(MAX_BATCH);
+    let mut changes = Vec::with_capacity(MAX_BATCH);
+    let mut flushes = Vec::new();
+    while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
+        for item in items.drain(..) {
+            match item {
+                Item::Change(change) => changes.push(change),
+                Item::Flush(done) => flushes.push(done),
+            }
+        }
+        let result = store.apply(&changes, now_ms()).await;
+        changes.clear();
+        applied.notify_one();
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+        if let Err(error) = result {
+            rx.close();
+            return Err(error);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,518 @@
+//! The send loop: claims pending messages (durably `sending`), paces the
+//! requests with a token bucket, caps those in flight, and turns each answer
+//! into a [`Change`] for the recorder.
+//!
+//! The loop is [`try_send_next`] (one message) inside [`run_until_stopped`];
+//! cancellation is checked between messages only, so a request that left is
+//! always answered and recorded.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{ApiClient, FatalError, SendOutcome};
+use crate::clock::now_ms;
+use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, RemoteStatus};
+use crate::progress::Counters;
+use crate::recorder::Recorder;
+use crate::store::{Change, ClaimedMessage, Store, StoreError};
+
+/// Consecutive "could not connect" answers after which the run stops.
+const MAX_CONSECUTIVE_UNREACHABLE: u32 = 8;
+/// Back-off after a 429 without `Retry-After`, and its cap.
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// What the send loop needs.
+pub struct SendContext {
+    pub store: Store,
+    pub api: Arc<ApiClient>,
+    pub recorder: Recorder,
+    pub counters: Arc<Counters>,
+    pub campaign_id: i64,
+    pub from: String,
+    pub rate: f64,
+    pub concurrency: u32,
+    pub poll_delay: Duration,
+    pub track_for: Duration,
+    pub on_ambiguous: AmbiguousPolicy,
+}
+
+/// Why the send loop stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Fatal(#[from] FatalError),
+    #[error("the API is unreachable ({detail}); the campaign is saved, run the same command again to resume")]
+    Unreachable { detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one step did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A message was handed to a worker.
+    Dispatched,
+    /// Nothing is pending and nothing is in flight.
+    Idle,
+}
+
+/// Shared between the loop and its request tasks.
+struct Shared {
+    ctx: SendContext,
+    limiter: DefaultDirectRateLimiter,
+    permits: Arc<Semaphore>,
+    tasks: TaskTracker,
+    /// Pauses every request until this instant (429, unreachable API).
+    pause_until: Mutex<Instant>,
+    backoff: Mutex<Backoff>,
+    /// The first error that must stop the run.
+    stop: std::sync::Mutex<Option<SendError>>,
+    stopped: CancellationToken,
+}
+
+#[derive(Default)]
+struct Backoff {
+    next: Option<Duration>,
+    unreachable_in_a_row: u32,
+}
+
+/// The loop's private state between steps.
+pub struct Sender {
+    shared: Arc<Shared>,
+    claimed: std::collections::VecDeque<ClaimedMessage>,
+    batch: usize,
+}
+
+impl Sender {
+    pub fn new(ctx: SendContext) -> Sender {
+        let rate = ctx.rate.max(0.001);
+        // No burst: one request per 1/rate seconds.
+        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN);
+        // Claim about 50 ms worth of messages at a time, so a claimed message
+        // waits little for its turn.
+        let batch = ((rate * 0.05).ceil() as usize).clamp(1, 256);
+        let permits = Arc::new(Semaphore::new(ctx.concurrency.max(1) as usize));
+        Sender {
+            shared: Arc::new(Shared {
+                ctx,
+                limiter: RateLimiter::direct(quota),
+                permits,
+                tasks: TaskTracker::new(),
+                pause_until: Mutex::new(Instant::now()),
+                backoff: Mutex::new(Backoff::default()),
+                stop: std::sync::Mutex::new(None),
+                stopped: CancellationToken::new(),
+            }),
+            claimed: Default::default(),
+            batch,
+        }
+    }
+
+    /// Hands one message to a request task, waiting for the rate limiter and
+    /// a free in-flight slot.
+    pub async fn try_send_next(&mut self) -> Result<Step, SendError> {
+        let shared = &self.shared;
+        let permit = shared
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Corrupt("send permits closed".into()))?;
+        if self.claimed.is_empty() {
+            let want = self.batch.min(1 + shared.permits.available_permits());
+            let claimed = shared
+                .ctx
+                .store
+                .claim_pending(shared.ctx.campaign_id, want, now_ms())
+                .await?;
+            self.claimed.extend(claimed);
+        }
+        let Some(message) = self.claimed.pop_front() else {
+            drop(permit);
+            return Ok(self.wait_for_work().await);
+        };
+        let pause = *shared.pause_until.lock().await;
+        tokio::time::sleep_until(pause).await;
+        shared.limiter.until_ready().await;
+        let task_shared = shared.clone();
+        shared
+            .tasks
+            .spawn(async move { send_one(task_shared, message, permit).await });
+        Ok(Step::Dispatched)
+    }
+
+    /// Nothing claimable: either all is done, or requests in flight may still
+    /// put messages back to `pending`.
+    async fn wait_for_work(&self) -> Step {
+        let in_flight = self.in_flight();
+        if in_flight == 0 {
+            return Step::Idle;
+        }
+        tokio::select! {
+            _ = self.shared.ctx.recorder.applied() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        Step::Dispatched
+    }
+
+    fn in_flight(&self) -> usize {
+        self.shared.tasks.len()
+    }
+
+    /// Sends until nothing is pending, `cancel` fires, or an error stops the
+    /// run; then waits for the requests in flight and returns.
+    pub async fn run_until_stopped(mut self, cancel: CancellationToken) -> Result<(), SendError> {
+        let stopped = self.shared.stopped.clone();
+        let result = loop {
+            if cancel.is_cancelled() || stopped.is_cancelled() {
+                break Ok(());
+            }
+            let step = tokio::select! {
+                step = self.try_send_next() => step,
+                _ = cancel.cancelled() => break Ok(()),
+                _ = stopped.cancelled() => break Ok(()),
+            };
+            match step {
+                Ok(Step::Dispatched) => {}
+                Ok(Step::Idle) => {
+                    // Claims saw nothing and nothing is in flight; once the
+                    // last answers are written, a last look catches messages
+                    // they put back in the queue.
+                    self.shared.ctx.recorder.flush().await;
+                    match self
+                        .shared
+                        .ctx
+                        .store
+                        .has_pending(self.shared.ctx.campaign_id)
+                        .await
+                    {
+                        Ok(true) => continue,
+                        Ok(false) => break Ok(()),
+                        Err(error) => break Err(error.into()),
+                    }
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        // Messages claimed but not yet sent go back to the queue: their
+        // request never left.
+        for message in self.claimed.drain(..) {
+            self.shared.ctx.recorder.record(Change::Unsent {
+                message_id: message.message_id,
+                to: MessageState::Pending,
+                detail: "claimed but not sent before the run stopped".into(),
+                count_attempt: false,
+            });
+        }
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+        let stop = self
+            .shared
+            .stop
+            .lock()
+            .map(|mut s| s.take())
+            .unwrap_or(None);
+        match (result, stop) {
+            (Err(error), _) => Err(error),
+            (Ok(()), Some(error)) => Err(error),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+}
+
+/// Sends one message and records what the answer means.
+async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, permit: OwnedSemaphorePermit) {
+    let ctx = &shared.ctx;
+    let outcome = ctx
+        .api
+        .send(
+            &message.phone_e164,
+            &ctx.from,
+            &message.body,
+            &message.media_urls,
+        )
+        .await;
+    drop(permit);
+    let now = now_ms();
+    let change = decide(ctx, &message, outcome.clone(), now);
+    ctx.counters.record_send(&change);
+    ctx.recorder.record(change);
+    shared.after_answer(&outcome).await;
+}
+
+/// The change an answer makes to a message (pure, so it is tested alone).
+fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now: i64) -> Change {
+    let unsent = |to: MessageState, detail: String, count_attempt: bool| Change::Unsent {
+        message_id: message.message_id,
+        to,
+        detail,
+        count_attempt,
+    };
+    match outcome {
+        SendOutcome::Accepted {
+            sid,
+            message: answer,
+        } => {
+            let raw_status = answer
+                .status
+                .clone()
+                .unwrap_or_else(|| "queued".into())
+                .trim()
+                .to_ascii_lowercase();
+            let event = Event::Accepted(RemoteStatus::parse(&raw_status));
+            let to = transition(MessageState::Sending, message.kind, &event)
+                .unwrap_or(MessageState::Queued);
+            let track_until = now.saturating_add(duration_ms(ctx.track_for));
+            let next_poll_at = (!to.is_final(message.kind)).then(|| {
+                now.saturating_add(duration_ms(ctx.poll_delay))
+                    .min(track_until)
+            });
+            Change::Accepted {
+                message_id: message.message_id,
+                to,
+                sid,
+                remote_status: raw_status,
+                error_code: answer.error_code,
+                error_message: answer.error_message,
+                sent_at: now,
+                track_until,
+                next_poll_at,
+            }
+        }
+        SendOutcome::Rejected { code, text } => Change::Rejected {
+            message_id: message.message_id,
+            error_code: code,
+            error_message: text,
+        },
+        SendOutcome::NotAccepted {
+            detail,
+            rate_limited,
+            ..
+        } => unsent(MessageState::Pending, detail, !rate_limited),
+        SendOutcome::Ambiguous { detail } => {
+            let to = transition(
+                MessageState::Sending,
+                message.kind,
+                &Event::Ambiguous(ctx.on_ambiguous),
+            )
+            .unwrap_or(MessageState::Unknown);
+            unsent(to, format!("ambiguous answer: {detail}"), true)
+        }
+        SendOutcome::Fatal(error) => unsent(MessageState::Pending, error.to_string(), false),
+    }
+}
+
+impl Shared {
+    /// Adjusts pacing after an answer, and stops the run when it must.
+    async fn after_answer(&self, outcome: &SendOutcome) {
+        match outcome {
+            SendOutcome::NotAccepted {
+                rate_limited,
+                retry_after,
+                detail,
+            } => {
+                let mut backoff = self.backoff.lock().await;
+                let wait = retry_after.unwrap_or_else(|| backoff.grow());
+                if !rate_limited {
+                    backoff.unreachable_in_a_row += 1;
+                    if backoff.unreachable_in_a_row >= MAX_CONSECUTIVE_UNREACHABLE {
+                        self.stop_with(SendError::Unreachable {
+                            detail: detail.clone(),
+                        });
+                    }
+                }
+                drop(backoff);
+                tracing::warn!("not accepted ({detail}); pausing sends for {wait:?}");
+                let mut pause = self.pause_until.lock().await;
+                *pause = (*pause).max(Instant::now() + wait);
+            }
+            SendOutcome::Fatal(error) => self.stop_with(SendError::Fatal(error.clone())),
+            _ => {
+                let mut backoff = self.backoff.lock().await;
+                *backoff = Backoff::default();
+            }
+        }
+    }
+
+    fn stop_with(&self, error: SendError) {
+        if let Ok(mut stop) = self.stop.lock() {
+            stop.get_or_insert(error);
+        }
+        self.stopped.cancel();
+    }
+}
+
+impl Backoff {
+    /// The next wait: doubling from [`BACKOFF_START`] to [`BACKOFF_CAP`].
+    fn grow(&mut self) -> Duration {
+        let wait = self.next.unwrap_or(BACKOFF_START);
+        self.next = Some((wait * 2).min(BACKOFF_CAP));
+        wait
+    }
+}
+
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::wire::MessageResource;
+    use crate::domain::state::MessageKind;
+
+    fn message(kind: MessageKind) -> ClaimedMessage {
+        ClaimedMessage {
+            message_id: 7,
+            row_number: 1,
+            phone_e164: "+14155550101".into(),
+            kind,
+            body: "hi".into(),
+            media_urls: vec![],
+        }
+    }
+
+    async fn ctx(policy: AmbiguousPolicy) -> (SendContext, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("t.db")).await.expect("store");
+        let (recorder, _task) = Recorder::start(store.clone());
+        let api = ApiClient::new(crate::api::ApiConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            client_id: "x".into(),
+            client_secret: crate::secret::SecretString::new("y".into()),
+            scope: "127.0.0.1".into(),
+            send_tenant_field: false,
+            media_key: Default::default(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        })
+        .expect("client");
+        let ctx = SendContext {
+            store,
+            api: Arc::new(api),
+            recorder,
+            counters: Arc::new(Counters::default()),
+            campaign_id: 1,
+            from: "+16505550100".into(),
+            rate: 10.0,
+            concurrency: 2,
+            poll_delay: Duration::from_secs(15),
+            track_for: Duration::from_secs(3600),
+            on_ambiguous: policy,
+        };
+        (ctx, dir)
+    }
+
+    fn accepted(status: &str) -> SendOutcome {
+        SendOutcome::Accepted {
+            sid: "abc".into(),
+            message: Box::new(MessageResource {
+                status: Some(status.into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn accepted_sms_is_scheduled_for_its_first_poll() {
+        let (ctx, _dir) = ctx(AmbiguousPolicy::Hold).await;
+        let change = decide(&ctx, &message(MessageKind::Sms), accepted("Queued"), 1_000);
+        let Change::Accepted {
+            to,
+            next_poll_at,
+            track_until,
+            remote_status,
+            ..
+        } = change
+        else {
+            panic!("expected accepted: {change:?}");
+        };
+        assert_eq!(to, MessageState::Queued);
+        assert_eq!(remote_status, "queued");
+        assert_eq!(next_poll_at, Some(16_000));
+        assert_eq!(track_until, 3_601_000);
+    }
+
+    #[tokio::test]
+    async fn accepted_as_failed_is_final_at_once() {
+        let (ctx, _dir) = ctx(AmbiguousPolicy::Hold).await;
+        let change = decide(&ctx, &message(MessageKind::Sms), accepted("failed"), 0);
+        assert!(matches!(
+            change,
+            Change::Accepted {
+                to: MessageState::Failed,
+                next_poll_at: None,
+                ..
+            }
+        ));
+        let mms = decide(&ctx, &message(MessageKind::Mms), accepted("sent"), 0);
+        assert!(matches!(
+            mms,
+            Change::Accepted {
+                to: MessageState::Sent,
+                next_poll_at: None,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn ambiguous_follows_the_policy() {
+        let ambiguous = || SendOutcome::Ambiguous {
+            detail: "HTTP 502".into(),
+        };
+        let (hold, _a) = ctx(AmbiguousPolicy::Hold).await;
+        assert!(matches!(
+            decide(&hold, &message(MessageKind::Sms), ambiguous(), 0),
+            Change::Unsent {
+                to: MessageState::Unknown,
+                count_attempt: true,
+                ..
+            }
+        ));
+        let (retry, _b) = ctx(AmbiguousPolicy::Retry).await;
+        assert!(matches!(
+            decide(&retry, &message(MessageKind::Sms), ambiguous(), 0),
+            Change::Unsent {
+                to: MessageState::Pending,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_429_goes_back_without_counting_an_attempt() {
+        let (ctx, _dir) = ctx(AmbiguousPolicy::Hold).await;
+        let outcome = SendOutcome::NotAccepted {
+            detail: "HTTP 429".into(),
+            rate_limited: true,
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert!(matches!(
+            decide(&ctx, &message(MessageKind::Sms), outcome, 0),
+            Change::Unsent {
+                to: MessageState::Pending,
+                count_attempt: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap() {
+        let mut backoff = Backoff::default();
+        let waits: Vec<u64> = (0..8).map(|_| backoff.grow().as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+    }
+}

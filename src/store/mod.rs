@@ -1,0 +1,799 @@
+//! The SQLite database: campaigns, messages and the append-only events table.
+//!
+//! This is the only module that contains SQL. Every function is one query (or
+//! one transaction) and returns domain types. Every state change names the
+//! expected prior state in its `WHERE` clause and checks `rows_affected()`, so
+//! a change computed from a stale view of a message is refused, never applied.
+//! No transaction is ever held across an HTTP call: callers claim work, talk to
+//! the API, then hand the answers back in a batch ([`Store::apply`]).
+
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState};
+
+pub use rows::{
+    Campaign, CampaignSettings, ClaimedMessage, DueMessage, ExportRow, NewCampaign, NewMessage,
+};
+
+/// Errors from the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot prepare the database schema in {path}: {source}")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("the database holds a value this version cannot read: {0}")]
+    Corrupt(String),
+    #[error("message {message_id} was not in state {expected} any more; another process may be running this campaign")]
+    Conflict {
+        message_id: i64,
+        expected: MessageState,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A handle on the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// One state change (or schedule change) produced by a worker, applied in a
+/// batch by [`Store::apply`].
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The API accepted the message.
+    Accepted {
+        message_id: i64,
+        to: MessageState,
+        sid: String,
+        remote_status: String,
+        error_code: Option<String>,
+        error_message: Option<String>,
+        sent_at: i64,
+        track_until: i64,
+        /// `None` when the first answer was already final.
+        next_poll_at: Option<i64>,
+    },
+    /// The API refused the request as wrong: final.
+    Rejected {
+        message_id: i64,
+        error_code: Option<String>,
+        error_message: String,
+    },
+    /// Not accepted (goes back to `pending`) or ambiguous (`unknown`, or
+    /// `pending` under `--on-ambiguous retry`).
+    Unsent {
+        message_id: i64,
+        to: MessageState,
+        detail: String,
+        /// False when the attempt does not count (a 429).
+        count_attempt: bool,
+    },
+    /// Get Message answered.
+    Polled {
+        message_id: i64,
+        from: MessageState,
+        to: MessageState,
+        remote_status: String,
+        error_code: Option<String>,
+        error_message: Option<String>,
+        next_poll_at: Option<i64>,
+    },
+    /// Get Message could not tell anything; poll again later.
+    PollDeferred { message_id: i64, next_poll_at: i64 },
+    /// The tracking window closed; the last status seen is kept.
+    Expired {
+        message_id: i64,
+        from: MessageState,
+        /// What the closing poll saw, if it saw a status.
+        remote_status: Option<String>,
+    },
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            // WAL keeps readers (status, export) off the writer's back; NORMAL
+            // synchronous mode loses nothing on a process crash, only possibly
+            // the last commits on a power loss.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            // One connection: writes are serialised by SQLite anyway, and
+            // one connection avoids lock waits between our own tasks.
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store { pool })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        // IMMEDIATE takes the write lock up front, so a second process waits
+        // on the busy timeout instead of failing on a lock upgrade.
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- campaigns -------------------------------------------------------
+
+    pub async fn find_campaign(&self, name: &str) -> Result<Option<Campaign>> {
+        let row = sqlx::query("SELECT * FROM campaigns WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Campaign::from_row(&row)).transpose()
+    }
+
+    pub async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
+        let rows = sqlx::query("SELECT * FROM campaigns ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Campaign::from_row).collect()
+    }
+
+    /// Stores the settings a run used, so the next run reuses them.
+    pub async fn update_settings(
+        &self,
+        campaign_id: i64,
+        settings: &CampaignSettings,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE campaigns SET rate = ?, concurrency = ?, poll_delay_ms = ?, track_for_ms = ?,
+             on_ambiguous = ? WHERE id = ?",
+        )
+        .bind(settings.rate)
+        .bind(i64::from(settings.concurrency))
+        .bind(duration_ms(settings.poll_delay))
+        .bind(duration_ms(settings.track_for))
+        .bind(settings.on_ambiguous.as_str())
+        .bind(campaign_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- import ----------------------------------------------------------
+
+    /// Starts the one transaction that imports a whole campaign.
+    pub async fn begin_import(&self, campaign: &NewCampaign, now: i64) -> Result<Import> {
+        let mut tx = self.begin().await?;
+        let campaign_id: i64 = sqlx::query(
+            "INSERT INTO campaigns (name, csv_path, csv_sha256, from_number, body_template,
+               default_region, phone_column, rate, concurrency, poll_delay_ms, track_for_ms,
+               on_ambiguous, n_rows, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id",
+        )
+        .bind(&campaign.name)
+        .bind(&campaign.csv_path)
+        .bind(&campaign.csv_sha256)
+        .bind(&campaign.from_number)
+        .bind(&campaign.body_template)
+        .bind(&campaign.default_region)
+        .bind(&campaign.phone_column)
+        .bind(campaign.settings.rate)
+        .bind(i64::from(campaign.settings.concurrency))
+        .bind(duration_ms(campaign.settings.poll_delay))
+        .bind(duration_ms(campaign.settings.track_for))
+        .bind(campaign.settings.on_ambiguous.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        Ok(Import {
+            tx,
+            campaign_id,
+            pending: Vec::with_capacity(IMPORT_BATCH),
+        })
+    }
+
+    // ---- sending ---------------------------------------------------------
+
+    /// Messages a dead run left in `sending` become `unknown` (hold) or go
+    /// back to `pending` (retry). Returns how many were recovered.
+    pub async fn recover_sending(
+        &self,
+        campaign_id: i64,
+        policy: AmbiguousPolicy,
+        now: i64,
+    ) -> Result<u64> {
+        let to = next_state(
+            MessageState::Sending,
+            MessageKind::Sms,
+            &Event::Recover(policy),
+        )?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO events (message_id, at, from_state, to_state, detail)
+             SELECT id, ?, 'sending', ?, 'recovered after the previous run stopped mid-send'
+             FROM messages WHERE campaign_id = ? AND state = 'sending'",
+        )
+        .bind(now)
+        .bind(to.as_str())
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?;
+        let reason = match policy {
+            AmbiguousPolicy::Hold => {
+                Some("in flight when a run stopped; may or may not have been sent")
+            }
+            AmbiguousPolicy::Retry => None,
+        };
+        let done = sqlx::query(
+            "UPDATE messages SET state = ?, reason = ?, final_at = CASE WHEN ? = 'unknown' THEN ? END
+             WHERE campaign_id = ? AND state = 'sending'",
+        )
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(to.as_str())
+        .bind(now)
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Claims up to `limit` pending messages: they are `sending`, durably,
+    /// when this returns.
+    pub async fn claim_pending(
+        &self,
+        campaign_id: i64,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<ClaimedMessage>> {
+        next_state(MessageState::Pending, MessageKind::Sms, &Event::Claim)?;
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET state = 'sending', attempts = attempts + 1, reason = NULL
+             WHERE id IN (SELECT id FROM messages WHERE campaign_id = ? AND state = 'pending'
+                          ORDER BY id LIMIT ?)
+             RETURNING id, row_number, phone_e164, kind, body, media_urls",
+        )
+        .bind(campaign_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        let claimed = rows
+            .iter()
+            .map(ClaimedMessage::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        insert_events(
+            &mut tx,
+            claimed.iter().map(|m| {
+                (
+                    m.message_id,
+                    MessageState::Pending,
+                    MessageState::Sending,
+                    None,
+                )
+            }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// True while some message of the campaign is waiting to be sent.
+    pub async fn has_pending(&self, campaign_id: i64) -> Result<bool> {
+        let found = sqlx::query(
+            "SELECT 1 FROM messages WHERE campaign_id = ? AND state = 'pending' LIMIT 1",
+        )
+        .bind(campaign_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    // ---- tracking --------------------------------------------------------
+
+    /// Claims up to `limit` messages whose poll is due, pushing their
+    /// `next_poll_at` to `lease_until` so that they are not claimed twice
+    /// while their Get is in flight.
+    pub async fn claim_due(
+        &self,
+        campaign_id: i64,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<DueMessage>> {
+        let rows = sqlx::query(
+            "UPDATE messages SET next_poll_at = ?
+             WHERE id IN (SELECT id FROM messages
+                          WHERE campaign_id = ? AND next_poll_at IS NOT NULL AND next_poll_at <= ?
+                          ORDER BY next_poll_at LIMIT ?)
+             RETURNING id, sid, kind, state, polls, track_until",
+        )
+        .bind(lease_until)
+        .bind(campaign_id)
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(DueMessage::from_row).collect()
+    }
+
+    /// Accepted messages still waiting for a final status.
+    pub async fn count_tracked(&self, campaign_id: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM messages WHERE campaign_id = ? AND next_poll_at IS NOT NULL",
+        )
+        .bind(campaign_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Applies a changed tracking window to messages still tracked.
+    pub async fn retrack(&self, campaign_id: i64, track_for_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET track_until = sent_at + ?, next_poll_at = MIN(next_poll_at, sent_at + ?)
+             WHERE campaign_id = ? AND next_poll_at IS NOT NULL",
+        )
+        .bind(track_for_ms)
+        .bind(track_for_ms)
+        .bind(campaign_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// When the next poll of the campaign is due, if any message is tracked.
+    pub async fn next_poll_at(&self, campaign_id: i64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(next_poll_at) FROM messages WHERE campaign_id = ? AND next_poll_at IS NOT NULL",
+        )
+        .bind(campaign_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    // ---- applying answers ------------------------------------------------
+
+    /// Applies a batch of changes in one transaction (group commit).
+    pub async fn apply(&self, changes: &[Change], now: i64) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let mut events = Vec::with_capacity(changes.len());
+        for change in changes {
+            if let Some(event) = apply_one(&mut tx, change, now).await? {
+                events.push(event);
+            }
+        }
+        insert_events(&mut tx, events.into_iter(), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- reporting -------------------------------------------------------
+
+    /// Number of messages per state, in [`crate::domain::state::ALL_STATES`] order,
+    /// states with no message left out.
+    pub async fn state_counts(&self, campaign_id: i64) -> Result<Vec<(MessageState, i64)>> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) FROM messages WHERE campaign_id = ? GROUP BY state",
+        )
+        .bind(campaign_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    parse_column::<MessageState>(row, "state")?,
+                    row.try_get::<i64, _>(1)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        counts.sort();
+        Ok(counts)
+    }
+
+    /// The `q` quantile (0..=1) of the time from accepted send to final state,
+    /// in milliseconds, over messages that reached a final state after being
+    /// accepted. Computed in SQL so memory does not grow with the campaign.
+    pub async fn delivery_time_quantile(&self, campaign_id: i64, q: f64) -> Result<Option<i64>> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM messages WHERE campaign_id = ? AND sent_at IS NOT NULL
+             AND final_at IS NOT NULL AND state IN ('delivered', 'failed', 'sent')",
+        )
+        .bind(campaign_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        // Nearest-rank quantile.
+        let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as i64).clamp(1, n);
+        let row = sqlx::query(
+            "SELECT final_at - sent_at FROM messages WHERE campaign_id = ? AND sent_at IS NOT NULL
+             AND final_at IS NOT NULL AND state IN ('delivered', 'failed', 'sent')
+             ORDER BY final_at - sent_at LIMIT 1 OFFSET ?",
+        )
+        .bind(campaign_id)
+        .bind(rank - 1)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some(row.try_get(0)?))
+    }
+
+    /// Up to `limit` export rows with a row number above `after_row`, in row
+    /// order (keyset pagination keeps memory flat on big campaigns).
+    pub async fn export_page(
+        &self,
+        campaign_id: i64,
+        after_row: i64,
+        limit: i64,
+    ) -> Result<Vec<ExportRow>> {
+        let rows = sqlx::query(
+            "SELECT row_number, phone_raw, phone_e164, kind, state, reason, remote_status, sid,
+                    error_code, error_message, segments, encoding, attempts, sent_at, final_at
+             FROM messages WHERE campaign_id = ? AND row_number > ?
+             ORDER BY row_number LIMIT ?",
+        )
+        .bind(campaign_id)
+        .bind(after_row)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ExportRow::from_row).collect()
+    }
+}
+
+/// How many rows an import buffers before writing them in one statement.
+const IMPORT_BATCH: usize = 256;
+
+/// An import in progress: one open transaction. Dropping it without
+/// [`Import::commit`] rolls everything back, so a campaign is either fully
+/// imported or absent.
+pub struct Import {
+    tx: Transaction<'static, Sqlite>,
+    campaign_id: i64,
+    pending: Vec<NewMessage>,
+}
+
+impl Import {
+    pub fn campaign_id(&self) -> i64 {
+        self.campaign_id
+    }
+
+    /// The row number of an earlier row with the same number, if any.
+    /// Looks at rows not yet written as well.
+    pub async fn find_same_number(&mut self, phone_e164: &str) -> Result<Option<i64>> {
+        if let Some(earlier) = self.pending.iter().find(|m| {
+            m.state != MessageState::Duplicate && m.phone_e164.as_deref() == Some(phone_e164)
+        }) {
+            return Ok(Some(earlier.row_number));
+        }
+        let row = sqlx::query(
+            "SELECT row_number FROM messages
+             WHERE campaign_id = ? AND phone_e164 = ? AND state != 'duplicate'
+             ORDER BY row_number LIMIT 1",
+        )
+        .bind(self.campaign_id)
+        .bind(phone_e164)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+
+    pub async fn insert(&mut self, message: NewMessage) -> Result<()> {
+        self.pending.push(message);
+        if self.pending.len() >= IMPORT_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (campaign_id, row_number, phone_raw, phone_e164, kind, body,
+               media_urls, segments, encoding, state, reason) ",
+        );
+        query.push_values(self.pending.drain(..), |mut b, m| {
+            b.push_bind(self.campaign_id)
+                .push_bind(m.row_number)
+                .push_bind(m.phone_raw)
+                .push_bind(m.phone_e164)
+                .push_bind(m.kind.as_str())
+                .push_bind(m.body)
+                .push_bind(m.media_urls)
+                .push_bind(i64::from(m.segments))
+                .push_bind(m.encoding)
+                .push_bind(m.state.as_str())
+                .push_bind(m.reason);
+        });
+        query.build().execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// Writes what is buffered, records the row count and the file's hash,
+    /// and commits.
+    pub async fn commit(mut self, n_rows: i64, csv_sha256: &str) -> Result<i64> {
+        self.flush().await?;
+        sqlx::query("UPDATE campaigns SET n_rows = ?, csv_sha256 = ? WHERE id = ?")
+            .bind(n_rows)
+            .bind(csv_sha256)
+            .bind(self.campaign_id)
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        Ok(self.campaign_id)
+    }
+}
+
+type EventRow = (i64, MessageState, MessageState, Option<String>);
+
+async fn apply_one(
+    tx: &mut Transaction<'static, Sqlite>,
+    change: &Change,
+    now: i64,
+) -> Result<Option<EventRow>> {
+    let (message_id, from, to, detail, result) = match change {
+        Change::Accepted {
+            message_id,
+            to,
+            sid,
+            remote_status,
+            error_code,
+            error_message,
+            sent_at,
+            track_until,
+            next_poll_at,
+        } => {
+            let final_at = next_poll_at.is_none().then_some(now);
+            let result = sqlx::query(
+                "UPDATE messages SET state = ?, sid = ?, remote_status = ?, error_code = ?,
+                   error_message = ?, sent_at = ?, track_until = ?, next_poll_at = ?, final_at = ?,
+                   reason = NULL
+                 WHERE id = ? AND state = 'sending'",
+            )
+            .bind(to.as_str())
+            .bind(sid)
+            .bind(remote_status)
+            .bind(error_code)
+            .bind(error_message)
+            .bind(sent_at)
+            .bind(track_until)
+            .bind(next_poll_at)
+            .bind(final_at)
+            .bind(message_id)
+            .execute(&mut **tx)
+            .await?;
+            (
+                *message_id,
+                MessageState::Sending,
+                *to,
+                Some(format!("sid {sid}")),
+                result,
+            )
+        }
+        Change::Rejected {
+            message_id,
+            error_code,
+            error_message,
+        } => {
+            let result = sqlx::query(
+                "UPDATE messages SET state = 'rejected', error_code = ?, error_message = ?,
+                   reason = 'the API refused the request', final_at = ?
+                 WHERE id = ? AND state = 'sending'",
+            )
+            .bind(error_code)
+            .bind(error_message)
+            .bind(now)
+            .bind(message_id)
+            .execute(&mut **tx)
+            .await?;
+            let to = MessageState::Rejected;
+            (
+                *message_id,
+                MessageState::Sending,
+                to,
+                Some(error_message.clone()),
+                result,
+            )
+        }
+        Change::Unsent {
+            message_id,
+            to,
+            detail,
+            count_attempt,
+        } => {
+            let final_at = (*to == MessageState::Unknown).then_some(now);
+            let result = sqlx::query(
+                "UPDATE messages SET state = ?, reason = ?, final_at = ?,
+                   attempts = attempts - CASE WHEN ? THEN 0 ELSE 1 END
+                 WHERE id = ? AND state = 'sending'",
+            )
+            .bind(to.as_str())
+            .bind(detail)
+            .bind(final_at)
+            .bind(count_attempt)
+            .bind(message_id)
+            .execute(&mut **tx)
+            .await?;
+            (
+                *message_id,
+                MessageState::Sending,
+                *to,
+                Some(detail.clone()),
+                result,
+            )
+        }
+        Change::Polled {
+            message_id,
+            from,
+            to,
+            remote_status,
+            error_code,
+            error_message,
+            next_poll_at,
+        } => {
+            let final_at = next_poll_at.is_none().then_some(now);
+            let result = sqlx::query(
+                "UPDATE messages SET state = ?, remote_status = ?,
+                   error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message),
+                   polls = polls + 1, next_poll_at = ?, final_at = ?
+                 WHERE id = ? AND state = ?",
+            )
+            .bind(to.as_str())
+            .bind(remote_status)
+            .bind(error_code)
+            .bind(error_message)
+            .bind(next_poll_at)
+            .bind(final_at)
+            .bind(message_id)
+            .bind(from.as_str())
+            .execute(&mut **tx)
+            .await?;
+            (
+                *message_id,
+                *from,
+                *to,
+                Some(format!("status {remote_status}")),
+                result,
+            )
+        }
+        Change::PollDeferred {
+            message_id,
+            next_poll_at,
+        } => {
+            let result = sqlx::query(
+                "UPDATE messages SET polls = polls + 1, next_poll_at = ?
+                 WHERE id = ? AND next_poll_at IS NOT NULL",
+            )
+            .bind(next_poll_at)
+            .bind(message_id)
+            .execute(&mut **tx)
+            .await?;
+            check_one(&result, *message_id, MessageState::Queued)?;
+            return Ok(None);
+        }
+        Change::Expired {
+            message_id,
+            from,
+            remote_status,
+        } => {
+            let result = sqlx::query(
+                "UPDATE messages SET state = 'expired', next_poll_at = NULL, final_at = ?,
+                   remote_status = COALESCE(?, remote_status), polls = polls + 1,
+                   reason = 'tracking window ended before a final status'
+                 WHERE id = ? AND state = ?",
+            )
+            .bind(now)
+            .bind(remote_status)
+            .bind(message_id)
+            .bind(from.as_str())
+            .execute(&mut **tx)
+            .await?;
+            (*message_id, *from, MessageState::Expired, None, result)
+        }
+    };
+    check_one(&result, message_id, from)?;
+    Ok((from != to).then_some((message_id, from, to, detail)))
+}
+
+fn check_one(
+    result: &sqlx::sqlite::SqliteQueryResult,
+    message_id: i64,
+    expected: MessageState,
+) -> Result<()> {
+    if result.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            message_id,
+            expected,
+        })
+    }
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'static, Sqlite>,
+    events: impl Iterator<Item = EventRow>,
+    now: i64,
+) -> Result<()> {
+    let mut events = events.peekable();
+    // SQLite allows 32766 bound parameters; 5 per event.
+    while events.peek().is_some() {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (message_id, at, from_state, to_state, detail) ",
+        );
+        query.push_values(
+            events.by_ref().take(1000),
+            |mut b, (id, from, to, detail)| {
+                b.push_bind(id)
+                    .push_bind(now)
+                    .push_bind(from.as_str())
+                    .push_bind(to.as_str())
+                    .push_bind(detail);
+            },
+        );
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Checks an event against the lifecycle; the store never writes a state the
+/// transition function does not allow.
+fn next_state(from: MessageState, kind: MessageKind, event: &Event) -> Result<MessageState> {
+    crate::domain::state::transition(from, kind, event)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_column<T: FromStr<Err = String>>(row: &SqliteRow, column: &str) -> Result<T> {
+    let raw: String = row.try_get(column)?;
+    raw.parse().map_err(StoreError::Corrupt)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

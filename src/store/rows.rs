@@ -1,0 +1,207 @@
+//! The records the store reads and writes, decoded from rows into domain types.
+
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{parse_column, Result, StoreError};
+use crate::domain::state::{AmbiguousPolicy, MessageKind, MessageState};
+
+/// The settings a run uses and stores for the next run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignSettings {
+    /// Messages per second.
+    pub rate: f64,
+    /// Most requests in flight at once.
+    pub concurrency: u32,
+    /// Wait between an accepted send and its first Get Message.
+    pub poll_delay: Duration,
+    /// How long after its accepted send a message is tracked.
+    pub track_for: Duration,
+    pub on_ambiguous: AmbiguousPolicy,
+}
+
+/// A campaign as stored.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub id: i64,
+    pub name: String,
+    pub csv_path: String,
+    pub csv_sha256: String,
+    pub from_number: String,
+    pub body_template: Option<String>,
+    pub default_region: String,
+    pub phone_column: String,
+    pub settings: CampaignSettings,
+    pub n_rows: i64,
+    pub created_at: i64,
+}
+
+/// What an import writes about a new campaign.
+#[derive(Debug, Clone)]
+pub struct NewCampaign {
+    pub name: String,
+    pub csv_path: String,
+    pub csv_sha256: String,
+    pub from_number: String,
+    pub body_template: Option<String>,
+    pub default_region: String,
+    pub phone_column: String,
+    pub settings: CampaignSettings,
+}
+
+/// One imported CSV row.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub row_number: i64,
+    pub phone_raw: String,
+    pub phone_e164: Option<String>,
+    pub kind: MessageKind,
+    pub body: String,
+    /// JSON array of media URLs, for an MMS.
+    pub media_urls: Option<String>,
+    pub segments: u32,
+    pub encoding: &'static str,
+    pub state: MessageState,
+    pub reason: Option<String>,
+}
+
+/// A message claimed for sending (now in state `sending`).
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    pub message_id: i64,
+    pub row_number: i64,
+    pub phone_e164: String,
+    pub kind: MessageKind,
+    pub body: String,
+    pub media_urls: Vec<String>,
+}
+
+/// A message whose next Get Message is due.
+#[derive(Debug, Clone)]
+pub struct DueMessage {
+    pub message_id: i64,
+    pub sid: String,
+    pub kind: MessageKind,
+    pub state: MessageState,
+    pub polls: i64,
+    pub track_until: i64,
+}
+
+/// One line of an export: one CSV data row.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportRow {
+    pub row: i64,
+    pub phone: String,
+    pub phone_e164: Option<String>,
+    pub kind: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub remote_status: Option<String>,
+    pub sid: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub segments: i64,
+    pub encoding: String,
+    pub attempts: i64,
+    pub sent_at: Option<String>,
+    pub final_at: Option<String>,
+}
+
+impl Campaign {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Campaign> {
+        let concurrency: i64 = row.try_get("concurrency")?;
+        Ok(Campaign {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            csv_path: row.try_get("csv_path")?,
+            csv_sha256: row.try_get("csv_sha256")?,
+            from_number: row.try_get("from_number")?,
+            body_template: row.try_get("body_template")?,
+            default_region: row.try_get("default_region")?,
+            phone_column: row.try_get("phone_column")?,
+            settings: CampaignSettings {
+                rate: row.try_get("rate")?,
+                concurrency: u32::try_from(concurrency)
+                    .map_err(|_| StoreError::Corrupt(format!("concurrency {concurrency}")))?,
+                poll_delay: ms_duration(row.try_get("poll_delay_ms")?),
+                track_for: ms_duration(row.try_get("track_for_ms")?),
+                on_ambiguous: parse_column(row, "on_ambiguous")?,
+            },
+            n_rows: row.try_get("n_rows")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+impl ClaimedMessage {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<ClaimedMessage> {
+        let message_id: i64 = row.try_get("id")?;
+        let media: Option<String> = row.try_get("media_urls")?;
+        let media_urls = match media {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("media of message {message_id}: {e}")))?,
+            None => Vec::new(),
+        };
+        let phone: Option<String> = row.try_get("phone_e164")?;
+        Ok(ClaimedMessage {
+            message_id,
+            row_number: row.try_get("row_number")?,
+            phone_e164: phone.ok_or_else(|| {
+                StoreError::Corrupt(format!("pending message {message_id} has no phone number"))
+            })?,
+            kind: parse_column(row, "kind")?,
+            body: row.try_get("body")?,
+            media_urls,
+        })
+    }
+}
+
+impl DueMessage {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<DueMessage> {
+        let message_id: i64 = row.try_get("id")?;
+        let sid: Option<String> = row.try_get("sid")?;
+        Ok(DueMessage {
+            message_id,
+            sid: sid.ok_or_else(|| {
+                StoreError::Corrupt(format!("tracked message {message_id} has no sid"))
+            })?,
+            kind: parse_column(row, "kind")?,
+            state: parse_column(row, "state")?,
+            polls: row.try_get("polls")?,
+            track_until: row.try_get::<Option<i64>, _>("track_until")?.unwrap_or(0),
+        })
+    }
+}
+
+impl ExportRow {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<ExportRow> {
+        let time = |column: &str| -> Result<Option<String>> {
+            Ok(row
+                .try_get::<Option<i64>, _>(column)?
+                .map(crate::clock::rfc3339))
+        };
+        Ok(ExportRow {
+            row: row.try_get("row_number")?,
+            phone: row.try_get("phone_raw")?,
+            phone_e164: row.try_get("phone_e164")?,
+            kind: row.try_get("kind")?,
+            state: row.try_get("state")?,
+            reason: row.try_get("reason")?,
+            remote_status: row.try_get("remote_status")?,
+            sid: row.try_get("sid")?,
+            error_code: row.try_get("error_code")?,
+            error_message: row.try_get("error_message")?,
+            segments: row.try_get("segments")?,
+            encoding: row.try_get("encoding")?,
+            attempts: row.try_get("attempts")?,
+            sent_at: time("sent_at")?,
+            final_at: time("final_at")?,
+        })
+    }
+}
+
+fn ms_duration(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}

@@ -1,0 +1,413 @@
+//! The tracking loop: calls Get Message for every accepted message when its
+//! poll is due (the schedule is `next_poll_at` in the database), until the
+//! message reaches a final status or its tracking window closes.
+//!
+//! The first poll waits `--poll-delay` after the accepted send (the API
+//! answers `queued` at first); later polls back off, doubling up to
+//! [`MAX_POLL_INTERVAL`], and never go past the end of the window, so the last
+//! poll happens right when the window closes. Polls have their own rate
+//! budget, separate from sends.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{ApiClient, FatalError, PollOutcome};
+use crate::clock::now_ms;
+use crate::domain::state::{transition, Event, RemoteStatus};
+use crate::progress::Counters;
+use crate::recorder::Recorder;
+use crate::sender::duration_ms;
+use crate::store::{Change, DueMessage, Store, StoreError};
+
+/// The longest wait between two polls of one message.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
+/// How long to sleep at most before looking at the schedule again.
+const IDLE_WAKE: Duration = Duration::from_millis(250);
+
+/// What the tracking loop needs.
+pub struct TrackContext {
+    pub store: Store,
+    pub api: Arc<ApiClient>,
+    pub recorder: Recorder,
+    pub counters: Arc<Counters>,
+    pub campaign_id: i64,
+    /// Get Message calls per second.
+    pub poll_rate: f64,
+    pub concurrency: u32,
+    pub poll_delay: Duration,
+    /// How long a claimed poll may take before another run may claim it again.
+    pub lease: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    #[error(transparent)]
+    Fatal(#[from] FatalError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Polls until no message is tracked and `sending_done` is set, or until
+/// `cancel` fires. Polls in flight are awaited before returning.
+pub async fn run_until_done(
+    ctx: TrackContext,
+    sending_done: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) -> Result<(), TrackError> {
+    let ctx = Arc::new(ctx);
+    let rate = ctx.poll_rate.max(0.001);
+    let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    let limiter: Arc<DefaultDirectRateLimiter> = Arc::new(RateLimiter::direct(quota));
+    let permits = Arc::new(Semaphore::new(ctx.concurrency.max(1) as usize));
+    let tasks = TaskTracker::new();
+    let fatal: Arc<std::sync::Mutex<Option<FatalError>>> = Default::default();
+    let stop = CancellationToken::new();
+    let batch = ((rate * 0.25).ceil() as usize).clamp(1, 512);
+
+    let result = loop {
+        if cancel.is_cancelled() || stop.is_cancelled() {
+            break Ok(());
+        }
+        let now = now_ms();
+        let lease_until = now.saturating_add(duration_ms(ctx.lease));
+        let due = match ctx
+            .store
+            .claim_due(ctx.campaign_id, now, lease_until, batch)
+            .await
+        {
+            Ok(due) => due,
+            Err(error) => break Err(error.into()),
+        };
+        if due.is_empty() {
+            match idle_wait(&ctx, &sending_done, &tasks, &cancel).await {
+                Ok(true) => continue,
+                Ok(false) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        }
+        for message in due {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit,
+                _ = cancel.cancelled() => break,
+                _ = stop.cancelled() => break,
+            };
+            let Ok(permit) = permit else { break };
+            limiter.until_ready().await;
+            let ctx = ctx.clone();
+            let fatal = fatal.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                let outcome = ctx.api.poll(&message.sid).await;
+                drop(permit);
+                if let PollOutcome::Fatal(error) = &outcome {
+                    if let Ok(mut slot) = fatal.lock() {
+                        slot.get_or_insert(error.clone());
+                    }
+                    stop.cancel();
+                    // The message keeps its lease; the next run polls it again.
+                    return;
+                }
+                let change = decide(&message, outcome, now_ms(), ctx.poll_delay);
+                ctx.counters.record_poll(&change);
+                ctx.recorder.record(change);
+            });
+        }
+    };
+    tasks.close();
+    tasks.wait().await;
+    let fatal = fatal.lock().map(|mut f| f.take()).unwrap_or(None);
+    match (result, fatal) {
+        (Err(error), _) => Err(error),
+        (Ok(()), Some(error)) => Err(error.into()),
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+/// Nothing is due now. Returns false when tracking is over, true to look
+/// again (after sleeping until the next poll, an answer, or a short while).
+async fn idle_wait(
+    ctx: &TrackContext,
+    sending_done: &AtomicBool,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<bool, TrackError> {
+    // Read the flag before the schedule: the sender sets it only after its
+    // last accepted message is written, so nothing can slip between.
+    let done_sending = sending_done.load(Ordering::Acquire);
+    if tasks.is_empty() {
+        ctx.recorder.flush().await;
+    }
+    let next = ctx.store.next_poll_at(ctx.campaign_id).await?;
+    if next.is_none() && tasks.is_empty() && done_sending {
+        return Ok(false);
+    }
+    let wait = match next {
+        Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(IDLE_WAKE),
+        None => IDLE_WAKE,
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = ctx.recorder.applied() => {}
+        _ = cancel.cancelled() => {}
+    }
+    Ok(true)
+}
+
+/// The change a Get answer makes (pure, so it is tested alone).
+pub fn decide(
+    message: &DueMessage,
+    outcome: PollOutcome,
+    now: i64,
+    poll_delay: Duration,
+) -> Change {
+    let polls_done = message.polls + 1;
+    let window_closed = now >= message.track_until;
+    let next_poll_at = next_poll(now, polls_done, poll_delay, message.track_until);
+    let expired = |remote_status: Option<String>| Change::Expired {
+        message_id: message.message_id,
+        from: message.state,
+        remote_status,
+    };
+    match outcome {
+        PollOutcome::Status(answer) => {
+            let raw = answer
+                .status
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            let status = RemoteStatus::parse(&raw);
+            if let RemoteStatus::Other(other) = &status {
+                tracing::warn!(sid = %message.sid, "unexpected status {other:?}; polling on");
+            }
+            let to = transition(message.state, message.kind, &Event::Observed(status))
+                .unwrap_or(message.state);
+            if to.is_final(message.kind) {
+                return Change::Polled {
+                    message_id: message.message_id,
+                    from: message.state,
+                    to,
+                    remote_status: raw,
+                    error_code: answer.error_code,
+                    error_message: answer.error_message,
+                    next_poll_at: None,
+                };
+            }
+            if window_closed {
+                return expired(Some(raw));
+            }
+            Change::Polled {
+                message_id: message.message_id,
+                from: message.state,
+                to,
+                remote_status: raw,
+                error_code: answer.error_code,
+                error_message: answer.error_message,
+                next_poll_at: Some(next_poll_at),
+            }
+        }
+        PollOutcome::NotFound | PollOutcome::RetryLater { .. } if window_closed => expired(None),
+        PollOutcome::NotFound => Change::PollDeferred {
+            message_id: message.message_id,
+            next_poll_at,
+        },
+        PollOutcome::RetryLater {
+            retry_after,
+            detail,
+        } => {
+            tracing::debug!(sid = %message.sid, "poll deferred: {detail}");
+            let asked = retry_after.map_or(now, |wait| now.saturating_add(duration_ms(wait)));
+            Change::PollDeferred {
+                message_id: message.message_id,
+                next_poll_at: next_poll_at.max(asked.min(message.track_until)),
+            }
+        }
+        // Handled by the caller; never reaches here.
+        PollOutcome::Fatal(_) => Change::PollDeferred {
+            message_id: message.message_id,
+            next_poll_at,
+        },
+    }
+}
+
+/// When to poll next after `polls_done` polls: the delay doubles per poll up
+/// to [`MAX_POLL_INTERVAL`] (never below `poll_delay`), and the last poll is
+/// at the end of the window.
+pub fn next_poll(now: i64, polls_done: i64, poll_delay: Duration, track_until: i64) -> i64 {
+    let doublings = u32::try_from(polls_done.clamp(0, 16)).unwrap_or(16);
+    let interval = poll_delay
+        .saturating_mul(1 << doublings)
+        .min(MAX_POLL_INTERVAL.max(poll_delay));
+    now.saturating_add(duration_ms(interval)).min(track_until)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::wire::MessageResource;
+    use crate::domain::state::{MessageKind, MessageState};
+
+    fn due(state: MessageState, kind: MessageKind, polls: i64) -> DueMessage {
+        DueMessage {
+            message_id: 3,
+            sid: "abc".into(),
+            kind,
+            state,
+            polls,
+            track_until: 100_000,
+        }
+    }
+
+    fn status(s: &str) -> PollOutcome {
+        PollOutcome::Status(Box::new(MessageResource {
+            status: Some(s.into()),
+            ..Default::default()
+        }))
+    }
+
+    const DELAY: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn schedule_backs_off_and_stops_at_the_window() {
+        assert_eq!(next_poll(0, 1, DELAY, 1_000_000), 2_000);
+        assert_eq!(next_poll(0, 2, DELAY, 1_000_000), 4_000);
+        assert_eq!(next_poll(0, 16, DELAY, 1_000_000), 300_000);
+        assert_eq!(next_poll(0, 3, DELAY, 5_000), 5_000);
+        // A poll delay above the cap is still honoured.
+        assert_eq!(next_poll(0, 1, Duration::from_secs(600), i64::MAX), 600_000);
+    }
+
+    #[test]
+    fn delivered_is_final() {
+        let change = decide(
+            &due(MessageState::Queued, MessageKind::Sms, 0),
+            status("Delivered"),
+            10,
+            DELAY,
+        );
+        assert!(matches!(
+            change,
+            Change::Polled {
+                to: MessageState::Delivered,
+                next_poll_at: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn sent_is_final_for_mms_only() {
+        let sms = decide(
+            &due(MessageState::Queued, MessageKind::Sms, 0),
+            status("sent"),
+            10,
+            DELAY,
+        );
+        assert!(matches!(
+            sms,
+            Change::Polled {
+                to: MessageState::Sent,
+                next_poll_at: Some(2_010),
+                ..
+            }
+        ));
+        let mms = decide(
+            &due(MessageState::Queued, MessageKind::Mms, 0),
+            status("sent"),
+            10,
+            DELAY,
+        );
+        assert!(matches!(
+            mms,
+            Change::Polled {
+                to: MessageState::Sent,
+                next_poll_at: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn window_end_expires_and_keeps_the_last_status() {
+        let change = decide(
+            &due(MessageState::Sent, MessageKind::Sms, 4),
+            status("sent"),
+            100_000,
+            DELAY,
+        );
+        assert!(matches!(
+            change,
+            Change::Expired { from: MessageState::Sent, remote_status: Some(ref s), .. } if s == "sent"
+        ));
+        let not_found = decide(
+            &due(MessageState::Queued, MessageKind::Sms, 1),
+            PollOutcome::NotFound,
+            200_000,
+            DELAY,
+        );
+        assert!(matches!(
+            not_found,
+            Change::Expired {
+                remote_status: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn faults_never_give_a_verdict() {
+        let early_404 = decide(
+            &due(MessageState::Queued, MessageKind::Sms, 0),
+            PollOutcome::NotFound,
+            10,
+            DELAY,
+        );
+        assert!(matches!(
+            early_404,
+            Change::PollDeferred {
+                next_poll_at: 2_010,
+                ..
+            }
+        ));
+        let busy = PollOutcome::RetryLater {
+            detail: "HTTP 503".into(),
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        let change = decide(
+            &due(MessageState::Queued, MessageKind::Sms, 0),
+            busy,
+            10,
+            DELAY,
+        );
+        assert!(matches!(
+            change,
+            Change::PollDeferred {
+                next_poll_at: 30_010,
+                ..
+            }
+        ));
+        let odd = decide(
+            &due(MessageState::Queued, MessageKind::Sms, 0),
+            status("undelivered"),
+            10,
+            DELAY,
+        );
+        assert!(matches!(
+            odd,
+            Change::Polled {
+                to: MessageState::Queued,
+                next_poll_at: Some(_),
+                ..
+            }
+        ));
+    }
+}
