@@ -275,7 +275,8 @@ pub fn normalise_base_url(raw: &str) -> Result<Url, ConfigError> {
             "--base-url {raw:?} is not a URL ({e}); give the tenant host, e.g. https://acme.brightpattern.com"
         ))
     })?;
-    if url.query().is_some() || url.fragment().is_some() || !url.path().trim_matches('/').is_empty() {
+    if url.query().is_some() || url.fragment().is_some() || !url.path().trim_matches('/').is_empty()
+    {
         return Err(ConfigError(format!(
             "--base-url {raw:?}: give only the scheme and host (https://acme.brightpattern.com); \
              bpsms adds the API paths itself"

@@ -494,6 +494,8 @@ mod tests {
         assert!(check_media(&["ftp://a.example/x.png".into()]).is_err());
         assert!(check_media(&["https:///x.png".into()]).is_err());
         let eleven: Vec<String> = (0..11).map(|i| format!("https://m.example/{i}")).collect();
-        assert!(check_media(&eleven).expect_err("too many").contains("at most 10"));
+        assert!(check_media(&eleven)
+            .expect_err("too many")
+            .contains("at most 10"));
     }
 }

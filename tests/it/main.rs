@@ -1,1 +1,5 @@
-fn main() {}
+//! Integration tests: the real `bpsms` binary against the simulator on
+//! loopback. One test binary, so linking stays cheap.
+
+mod harness;
+mod pipeline;

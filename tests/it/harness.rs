@@ -1,0 +1,146 @@
+//! Shared test fixtures: a simulator on 127.0.0.1:0, a scratch directory, and
+//! a way to run the real binary against them and read back the export and
+//! the simulator's ledger.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bpsms::mock::{Behaviour, LedgerEntry, RunningSimulator, Stats};
+
+pub const CLIENT_ID: &str = "demo";
+pub const CLIENT_SECRET: &str = "demo-secret";
+pub const FROM: &str = "+16505550100";
+
+/// One test's world: a simulator, a database path and a scratch directory.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub sim: RunningSimulator,
+    pub db: PathBuf,
+}
+
+/// A finished run of the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl World {
+    pub async fn start(behaviour: Behaviour) -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("bpsms.db");
+        let sim = RunningSimulator::start(behaviour).await.expect("simulator");
+        World { dir, sim, db }
+    }
+
+    /// The binary with the environment pointing at this world.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bpsms"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BPSMS_DB", &self.db)
+            .env("BPSMS_BASE_URL", self.sim.base_url())
+            .env("BPSMS_CLIENT_ID", CLIENT_ID)
+            .env("BPSMS_CLIENT_SECRET", CLIENT_SECRET);
+        command
+    }
+
+    /// Runs the binary to completion (off the async threads, so the
+    /// in-process simulator keeps answering).
+    pub async fn run(&self, args: &[&str]) -> Run {
+        self.run_command(self.command(args)).await
+    }
+
+    pub async fn run_command(&self, mut command: Command) -> Run {
+        let output: Output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("join")
+            .expect("run bpsms");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).expect("write file");
+        path
+    }
+
+    /// `bpsms export --format csv`, parsed into one map per row.
+    pub async fn export(&self, campaign: &str) -> Vec<HashMap<String, String>> {
+        let run = self.run(&["export", "--campaign", campaign]).await;
+        assert_eq!(run.code, 0, "export failed: {}", run.stderr);
+        parse_csv(&run.stdout)
+    }
+
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        self.sim.state.ledger()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.sim.state.stats()
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+pub fn parse_csv(text: &str) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    reader
+        .records()
+        .map(|record| {
+            let record = record.expect("record");
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// A recipients CSV of `n` distinct valid US numbers in mixed formats.
+pub fn recipients(n: usize) -> String {
+    let mut csv = String::from("phone,first_name,city\n");
+    for i in 0..n {
+        let (area, rest) = (200 + (i / 10_000) % 700, i % 10_000);
+        let phone = match i % 3 {
+            0 => format!("(415) {area}-{rest:04}"),
+            1 => format!("+1 415-{area}-{rest:04}"),
+            _ => format!("415{area}{rest:04}"),
+        };
+        csv.push_str(&format!("{phone},Name {i},\"City, {i}\"\n"));
+    }
+    csv
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Counts how many times each recipient appears in the ledger.
+pub fn sends_per_recipient(ledger: &[LedgerEntry]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for entry in ledger {
+        *counts.entry(entry.to.clone()).or_insert(0) += 1;
+    }
+    counts
+}
