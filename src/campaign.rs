@@ -121,6 +121,7 @@ pub async fn run(
             concurrency: settings.campaign.concurrency,
             poll_delay: settings.campaign.poll_delay,
             lease: Duration::from_secs(120),
+            unexpected_statuses: Default::default(),
         };
         let stop = stop.clone();
         async move {

@@ -36,7 +36,7 @@ pub struct ConfigError(pub String);
 pub struct FileConfig {
     pub base_url: Option<String>,
     pub client_id: Option<String>,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<SecretString>,
     pub tenant: Option<String>,
     pub db: Option<PathBuf>,
     pub rate: Option<f64>,
@@ -96,8 +96,8 @@ impl Config {
             base_url: non_empty(global.base_url.clone()).or_else(|| file.base_url.clone()),
             client_id: non_empty(env("BPSMS_CLIENT_ID")).or_else(|| file.client_id.clone()),
             client_secret: non_empty(env("BPSMS_CLIENT_SECRET"))
-                .or_else(|| file.client_secret.clone())
-                .map(SecretString::new),
+                .map(SecretString::new)
+                .or_else(|| file.client_secret.clone()),
             tenant: non_empty(env("BPSMS_TENANT")).or_else(|| file.tenant.clone()),
             file,
         })

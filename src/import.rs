@@ -18,7 +18,7 @@ use crate::domain::phone::{Region, E164};
 use crate::domain::state::{MessageKind, MessageState};
 use crate::domain::template::{BoundTemplate, Template, TemplateError};
 use crate::domain::text;
-use crate::store::{CampaignSettings, NewCampaign, NewMessage, Store, StoreError};
+use crate::store::{CampaignSettings, Import, NewCampaign, NewMessage, Store, StoreError};
 
 /// Header names recognised as the phone column, compared case-insensitively.
 pub const PHONE_COLUMNS: [&str; 5] = ["phone", "to", "mobile", "msisdn", "phone_number"];
@@ -158,25 +158,47 @@ pub async fn import(
         campaign_id: import.campaign_id(),
         ..Default::default()
     };
-    while let Some(batch) = rx.recv().await {
-        for mut message in batch {
-            if message.state == MessageState::Pending {
-                if let Some(phone) = message.phone_e164.as_deref() {
-                    if let Some(earlier) = import.find_same_number(phone).await? {
-                        message.state = MessageState::Duplicate;
-                        message.reason = Some(format!("duplicate of row {earlier}"));
-                    }
-                }
-            }
-            report.count(&message);
-            import.insert(message).await?;
+    while let Some(mut batch) = rx.recv().await {
+        mark_duplicates(&mut import, &mut batch).await?;
+        for message in &batch {
+            report.count(message);
         }
+        import.insert(batch).await?;
     }
     // The reader's verdict decides: on error the transaction is dropped
     // (rolled back) and nothing of the campaign remains.
     let sha256 = join_reader(reader).await?;
     report.campaign_id = import.commit(report.n_rows, &sha256).await?;
     Ok(report)
+}
+
+/// Marks as `duplicate` each row whose number an earlier row already texts,
+/// naming that row.
+async fn mark_duplicates(import: &mut Import, batch: &mut [NewMessage]) -> Result<(), ImportError> {
+    let numbers: Vec<&str> = batch
+        .iter()
+        .filter(|m| m.state == MessageState::Pending)
+        .filter_map(|m| m.phone_e164.as_deref())
+        .collect();
+    let mut first_row = import.rows_texting(&numbers).await?;
+    for message in batch.iter_mut() {
+        let Some(phone) = message.phone_e164.as_deref() else {
+            continue;
+        };
+        if message.state != MessageState::Pending {
+            continue;
+        }
+        match first_row.get(phone) {
+            Some(earlier) => {
+                message.state = MessageState::Duplicate;
+                message.reason = Some(format!("duplicate of row {earlier}"));
+            }
+            None => {
+                first_row.insert(phone.to_string(), message.row_number);
+            }
+        }
+    }
+    Ok(())
 }
 
 impl ImportReport {
@@ -187,8 +209,11 @@ impl ImportReport {
             MessageState::Duplicate => self.n_duplicate += 1,
             _ => self.n_invalid += 1,
         }
-        if message.kind == MessageKind::Mms {
+        if message.kind == MessageKind::Mms && message.state == MessageState::Pending {
             self.n_mms += 1;
+        }
+        if message.over_length && message.state == MessageState::Pending {
+            self.n_over_length += 1;
         }
     }
 }
@@ -391,6 +416,7 @@ fn prepare_row(
             MessageState::Pending
         },
         reason,
+        over_length: kind == MessageKind::Sms && info.over_limit(),
     }
 }
 

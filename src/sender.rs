@@ -23,6 +23,9 @@ use crate::progress::Counters;
 use crate::recorder::Recorder;
 use crate::store::{Change, ClaimedMessage, Store, StoreError};
 
+/// Send attempts after which an ambiguous answer leaves a message `unknown`
+/// even under `--on-ambiguous retry`.
+pub const MAX_ATTEMPTS: i64 = 5;
 /// Consecutive "could not connect" answers after which the run stops.
 const MAX_CONSECUTIVE_UNREACHABLE: u32 = 8;
 /// Back-off after a 429 without `Retry-After`, and its cap.
@@ -138,13 +141,18 @@ impl Sender {
                 .await?;
             self.claimed.extend(claimed);
         }
-        let Some(message) = self.claimed.pop_front() else {
+        if self.claimed.is_empty() {
             drop(permit);
             return Ok(self.wait_for_work().await);
-        };
+        }
+        // Wait for our turn while the message is still in `claimed`: if the
+        // run stops during the wait, it goes back to `pending`, not `unknown`.
         let pause = *shared.pause_until.lock().await;
         tokio::time::sleep_until(pause).await;
         shared.limiter.until_ready().await;
+        let Some(message) = self.claimed.pop_front() else {
+            return Ok(Step::Dispatched);
+        };
         let task_shared = shared.clone();
         shared
             .tasks
@@ -290,21 +298,33 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
                 next_poll_at,
             }
         }
-        SendOutcome::Rejected { code, text } => Change::Rejected {
-            message_id: message.message_id,
-            error_code: code,
-            error_message: text,
-        },
+        SendOutcome::Rejected { code, text } => {
+            debug_assert!(
+                transition(MessageState::Sending, message.kind, &Event::Rejected).is_ok()
+            );
+            Change::Rejected {
+                message_id: message.message_id,
+                error_code: code,
+                error_message: text,
+            }
+        }
         SendOutcome::NotAccepted {
             detail,
             rate_limited,
             ..
         } => unsent(MessageState::Pending, detail, !rate_limited),
         SendOutcome::Ambiguous { detail } => {
+            // At least once, but not forever: after MAX_ATTEMPTS the operator
+            // decides, as under `hold`.
+            let policy = if message.attempts >= MAX_ATTEMPTS {
+                AmbiguousPolicy::Hold
+            } else {
+                ctx.on_ambiguous
+            };
             let to = transition(
                 MessageState::Sending,
                 message.kind,
-                &Event::Ambiguous(ctx.on_ambiguous),
+                &Event::Ambiguous(policy),
             )
             .unwrap_or(MessageState::Unknown);
             unsent(to, format!("ambiguous answer: {detail}"), true)
@@ -380,6 +400,7 @@ mod tests {
             kind,
             body: "hi".into(),
             media_urls: vec![],
+            attempts: 1,
         }
     }
 
@@ -486,6 +507,17 @@ mod tests {
             decide(&retry, &message(MessageKind::Sms), ambiguous(), 0),
             Change::Unsent {
                 to: MessageState::Pending,
+                ..
+            }
+        ));
+        let worn_out = ClaimedMessage {
+            attempts: MAX_ATTEMPTS,
+            ..message(MessageKind::Sms)
+        };
+        assert!(matches!(
+            decide(&retry, &worn_out, ambiguous(), 0),
+            Change::Unsent {
+                to: MessageState::Unknown,
                 ..
             }
         ));

@@ -44,6 +44,8 @@ pub struct TrackContext {
     pub poll_delay: Duration,
     /// How long a claimed poll may take before another run may claim it again.
     pub lease: Duration,
+    /// Undocumented statuses already warned about.
+    pub unexpected_statuses: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,7 @@ pub async fn run_until_done(
                     // The message keeps its lease; the next run polls it again.
                     return;
                 }
+                warn_on_new_status(&ctx, &outcome);
                 let change = decide(&message, outcome, now_ms(), ctx.poll_delay);
                 ctx.counters.record_poll(&change);
                 ctx.recorder.record(change);
@@ -130,6 +133,27 @@ pub async fn run_until_done(
         (Err(error), _) => Err(error),
         (Ok(()), Some(error)) => Err(error.into()),
         (Ok(()), None) => Ok(()),
+    }
+}
+
+/// Warns once per campaign run about each status the spec does not list.
+fn warn_on_new_status(ctx: &TrackContext, outcome: &PollOutcome) {
+    let PollOutcome::Status(answer) = outcome else {
+        return;
+    };
+    let raw = answer.status.as_deref().unwrap_or_default();
+    if let RemoteStatus::Other(other) = RemoteStatus::parse(raw) {
+        let first_time = ctx
+            .unexpected_statuses
+            .lock()
+            .map(|mut seen| seen.insert(other.clone()))
+            .unwrap_or(false);
+        if first_time {
+            tracing::warn!(
+                "the API reported status {other:?}, which it does not document; \
+                 such messages are polled until their tracking window ends"
+            );
+        }
     }
 }
 
@@ -186,9 +210,6 @@ pub fn decide(
                 .trim()
                 .to_ascii_lowercase();
             let status = RemoteStatus::parse(&raw);
-            if let RemoteStatus::Other(other) = &status {
-                tracing::warn!(sid = %message.sid, "unexpected status {other:?}; polling on");
-            }
             let to = transition(message.state, message.kind, &Event::Observed(status))
                 .unwrap_or(message.state);
             if to.is_final(message.kind) {

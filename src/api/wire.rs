@@ -13,7 +13,8 @@ pub const TOKEN_PATH: &str = "/configapi/v2/oauth/token";
 pub const MESSAGES_PATH: &str = "/clientweb/smsapi/v1/Messages";
 
 /// The four documented token form fields, plus the opt-in `tenant` variant.
-#[derive(Debug, Serialize, Deserialize)]
+/// Its `Debug` leaves the secret out.
+#[derive(Serialize, Deserialize)]
 pub struct TokenRequest {
     pub grant_type: String,
     pub client_id: String,
@@ -24,9 +25,22 @@ pub struct TokenRequest {
     pub tenant: Option<String>,
 }
 
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"(redacted)")
+            .field("scope", &self.scope)
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
 /// The token answer. `expires_in` is a string of digits in every vendor
-/// example, so it is read from a string or a number.
-#[derive(Debug, Serialize, Deserialize)]
+/// example, so it is read from a string or a number. Its `Debug` leaves the
+/// token out.
+#[derive(Serialize, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     #[serde(default)]
@@ -35,6 +49,17 @@ pub struct TokenResponse {
     pub expires_in: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"(redacted)")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 impl TokenResponse {

@@ -32,7 +32,7 @@ pub struct MockArgs {
     pub client_secret: String,
 
     /// Lifetime of an issued token; afterwards every call with it answers 401.
-    #[arg(long, default_value = "3600s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "3600s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub token_lifetime: Duration,
 
     /// Quirk: send the token's `expires_in` as a JSON number instead of a string.
@@ -40,16 +40,16 @@ pub struct MockArgs {
     pub expires_in_number: bool,
 
     /// Time after acceptance at which a message turns from `queued` to `sent`.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub sent_after: Duration,
 
     /// Time after acceptance at which an SMS turns `delivered` (or `failed`).
     /// MMS never leaves `sent`.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub delivered_after: Duration,
 
     /// Fraction (0..1) of SMS that end `failed` (error 30003) instead of `delivered`.
-    #[arg(long, default_value_t = 0.05, value_parser = parse_ratio)]
+    #[arg(long, default_value_t = 0.05, value_name = "RATIO", value_parser = parse_ratio)]
     pub failure_ratio: f64,
 
     /// Seed of the random generator behind sids, tokens, failures and faults.
@@ -57,7 +57,7 @@ pub struct MockArgs {
     pub seed: u64,
 
     /// Get answers 404 ("not visible yet") for this long after acceptance.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub not_found_for: Duration,
 
     /// Quirk: Get bodies carry `"sid": null`.
@@ -77,36 +77,38 @@ pub struct MockArgs {
     pub quirk_extra_fields: bool,
 
     /// Fraction (0..1) of Sends answered 500 with an nginx HTML page (not accepted).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    /// The Send fault ratios (500, 502, 503, 429, 403, slow) are exclusive
+    /// shares of one draw per request and must sum to at most 1.
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
     pub fault_500: f64,
 
     /// Fraction (0..1) of Sends answered 502 with an nginx HTML page (not accepted).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
     pub fault_502: f64,
 
     /// Fraction (0..1) of Sends answered 503 with an nginx HTML page (not accepted).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
     pub fault_503: f64,
 
     /// Fraction (0..1) of Sends answered 429 (not accepted).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
     pub fault_429: f64,
 
     /// Fraction (0..1) of Sends answered 403 "privilege not granted" (not accepted).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
     pub fault_403: f64,
 
     /// Fraction (0..1) of Sends that are accepted and recorded but answered
     /// only after --slow-delay (longer than a client's request timeout).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
     pub fault_slow: f64,
 
     /// Delay of a --fault-slow answer.
-    #[arg(long, default_value = "35s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "35s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub slow_delay: Duration,
 
     /// Seconds in the `Retry-After` header of a 429.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_name = "SECONDS")]
     pub retry_after: u64,
 
     /// Send `Retry-After` as an HTTP-date instead of delta-seconds.
@@ -118,15 +120,15 @@ pub struct MockArgs {
     pub no_retry_after: bool,
 
     /// Fraction (0..1) of Gets answered 500 with an nginx HTML page.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
     pub get_fault_500: f64,
 
     /// Fraction (0..1) of Gets answered 429.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
     pub get_fault_429: f64,
 
     /// Extra delay added to every answer.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub latency: Duration,
 }
 

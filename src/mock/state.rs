@@ -67,8 +67,10 @@ pub struct SimState {
 
 struct Shared {
     behaviour: Behaviour,
-    /// Wall clock and monotonic clock at start; message times are offsets.
+    /// Monotonic clock at start; message times are offsets from it.
     started_at: Instant,
+    /// Wall clock at start, in Unix milliseconds.
+    started_unix_ms: i64,
     inner: Mutex<Inner>,
     counters: Counters,
     /// Cancelled at shutdown so that slow answers stop waiting.
@@ -97,10 +99,9 @@ pub(crate) enum Counter {
 }
 
 struct Inner {
-    /// Accepted messages in acceptance order: the ledger.
+    /// Accepted messages in acceptance order: the ledger. A sid encodes its
+    /// position here (see [`sid_for`]), so no index map is needed.
     messages: Vec<Record>,
-    /// sid (as its 128 bits) to index in `messages`.
-    index: HashMap<u128, u32>,
     /// Issued tokens and when each expires.
     tokens: HashMap<String, Instant>,
     /// sids and tokens.
@@ -116,9 +117,9 @@ struct Record {
     sid: u128,
     /// Microseconds after `started_at` at which the Send was accepted.
     accepted_offset_us: u64,
-    received_at_ms: i64,
     to: Box<str>,
-    from: Box<str>,
+    /// Shared with the previous message when equal: campaigns use one sender.
+    from: Arc<str>,
     body: Option<Box<str>>,
     media_urls: Box<[String]>,
     fails: bool,
@@ -154,7 +155,6 @@ impl SimState {
         let seed = behaviour.seed;
         let inner = Inner {
             messages: Vec::new(),
-            index: HashMap::new(),
             tokens: HashMap::new(),
             id_rng: StdRng::seed_from_u64(seed),
             fate_rng: StdRng::seed_from_u64(seed.wrapping_add(0x9E37_79B9_7F4A_7C15)),
@@ -164,6 +164,7 @@ impl SimState {
             shared: Arc::new(Shared {
                 behaviour,
                 started_at: Instant::now(),
+                started_unix_ms: unix_ms_now(),
                 inner: Mutex::new(inner),
                 counters: Counters::default(),
                 shutdown: CancellationToken::new(),
@@ -179,7 +180,12 @@ impl SimState {
     /// Every accepted Send, in acceptance order.
     pub fn ledger(&self) -> Vec<LedgerEntry> {
         let inner = self.lock();
-        inner.messages.iter().map(Record::ledger_entry).collect()
+        let started_unix_ms = self.shared.started_unix_ms;
+        inner
+            .messages
+            .iter()
+            .map(|record| record.ledger_entry(started_unix_ms))
+            .collect()
     }
 
     /// Number of accepted Sends, without copying the ledger.
@@ -204,8 +210,12 @@ impl SimState {
     /// copying the entries first.
     pub(crate) fn ledger_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         let inner = self.lock();
-        let entries: Vec<LedgerEntryRef<'_>> =
-            inner.messages.iter().map(Record::ledger_ref).collect();
+        let started_unix_ms = self.shared.started_unix_ms;
+        let entries: Vec<LedgerEntryRef<'_>> = inner
+            .messages
+            .iter()
+            .map(|record| record.ledger_ref(started_unix_ms))
+            .collect();
         serde_json::to_vec(&entries)
     }
 
@@ -264,32 +274,28 @@ impl SimState {
     /// Records an accepted message and returns its Send answer.
     pub(crate) fn accept(&self, message: NewMessage) -> MessageResource {
         let behaviour = &self.shared.behaviour;
-        let accepted_offset_us = duration_us(self.shared.started_at.elapsed());
-        let received_at_ms = unix_ms_now();
+        let started_unix_ms = self.shared.started_unix_ms;
         let is_mms = !message.media_urls.is_empty();
         let mut inner = self.lock();
+        // Taken under the lock so that acceptance times follow ledger order.
+        let accepted_offset_us = duration_us(self.shared.started_at.elapsed());
         let fails = !is_mms && inner.fate_rng.random::<f64>() < behaviour.failure_ratio;
-        let sid = loop {
-            let candidate = uuid_v4_bits(inner.id_rng.random::<u128>());
-            if !inner.index.contains_key(&candidate) {
-                break candidate;
-            }
+        let position = inner.messages.len() as u64;
+        let sid = sid_for(inner.id_rng.random::<u128>(), position);
+        let from = match inner.messages.last() {
+            Some(previous) if *previous.from == *message.from => Arc::clone(&previous.from),
+            _ => Arc::from(message.from),
         };
         let record = Record {
             sid,
             accepted_offset_us,
-            received_at_ms,
             to: message.to.into_boxed_str(),
-            from: message.from.into_boxed_str(),
+            from,
             body: message.body.map(String::into_boxed_str),
             media_urls: message.media_urls.into_boxed_slice(),
             fails,
         };
-        let resource = record.resource(Progress::Queued, behaviour);
-        // The ledger is bounded by u32 indices (4 billion messages), far
-        // beyond what fits in memory anyway.
-        let position = u32::try_from(inner.messages.len()).unwrap_or(u32::MAX);
-        inner.index.insert(sid, position);
+        let resource = record.resource(Progress::Queued, behaviour, started_unix_ms);
         inner.messages.push(record);
         resource
     }
@@ -302,10 +308,10 @@ impl SimState {
         let behaviour = &self.shared.behaviour;
         let now_us = duration_us(self.shared.started_at.elapsed());
         let inner = self.lock();
-        let Some(record) = inner
-            .index
-            .get(&key)
-            .and_then(|position| inner.messages.get(*position as usize))
+        let Some(record) = usize::try_from(position_of(key))
+            .ok()
+            .and_then(|position| inner.messages.get(position))
+            .filter(|record| record.sid == key)
         else {
             return Lookup::NotFound;
         };
@@ -320,7 +326,11 @@ impl SimState {
         } else {
             Progress::Queued
         };
-        Lookup::Found(Box::new(record.resource(progress, behaviour)))
+        Lookup::Found(Box::new(record.resource(
+            progress,
+            behaviour,
+            self.shared.started_unix_ms,
+        )))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -353,33 +363,43 @@ struct LedgerEntryRef<'a> {
 }
 
 impl Record {
-    fn ledger_entry(&self) -> LedgerEntry {
+    fn received_at_ms(&self, started_unix_ms: i64) -> i64 {
+        let offset_ms = i64::try_from(self.accepted_offset_us / 1000).unwrap_or(i64::MAX);
+        started_unix_ms.saturating_add(offset_ms)
+    }
+
+    fn ledger_entry(&self, started_unix_ms: i64) -> LedgerEntry {
         LedgerEntry {
             sid: format_sid(self.sid),
             to: self.to.to_string(),
             from: self.from.to_string(),
             body: self.body.as_deref().map(str::to_owned),
             media_urls: self.media_urls.to_vec(),
-            received_at_ms: self.received_at_ms,
+            received_at_ms: self.received_at_ms(started_unix_ms),
         }
     }
 
-    fn ledger_ref(&self) -> LedgerEntryRef<'_> {
+    fn ledger_ref(&self, started_unix_ms: i64) -> LedgerEntryRef<'_> {
         LedgerEntryRef {
             sid: format_sid(self.sid),
             to: &self.to,
             from: &self.from,
             body: self.body.as_deref(),
             media_urls: &self.media_urls,
-            received_at_ms: self.received_at_ms,
+            received_at_ms: self.received_at_ms(started_unix_ms),
         }
     }
 
     /// The message object as the vendor would show it at `progress`, before
     /// any quirk is applied.
-    fn resource(&self, progress: Progress, behaviour: &Behaviour) -> MessageResource {
+    fn resource(
+        &self,
+        progress: Progress,
+        behaviour: &Behaviour,
+        started_unix_ms: i64,
+    ) -> MessageResource {
         let is_mms = !self.media_urls.is_empty();
-        let created_ms = self.received_at_ms;
+        let created_ms = self.received_at_ms(started_unix_ms);
         let sent_ms = created_ms.saturating_add(duration_ms(behaviour.sent_after));
         let final_ms = created_ms.saturating_add(duration_ms(behaviour.delivered_after));
         let (status, date_sent, date_updated) = match progress {
@@ -428,12 +448,37 @@ fn subresource_uris(media_urls: &[String]) -> Option<serde_json::Value> {
     }
 }
 
-/// Forces the version (4) and variant (10xx) bits so a random number reads
-/// as a v4 UUID.
-fn uuid_v4_bits(random: u128) -> u128 {
+/// Low 48 bits of a sid: the UUID's last group.
+const POSITION_MASK: u128 = (1 << 48) - 1;
+
+/// The sid of the message at `position` in the ledger.
+///
+/// The upper 80 bits are random, with the version (4) and variant (10xx)
+/// bits forced so the sid reads as a v4 UUID. The last group carries the
+/// ledger position, scrambled with a hash of the random bits, so a Get finds
+/// its message without an index map (a million messages must stay cheap) and
+/// two sids can never collide. Lookups check the whole sid, so a guessed or
+/// altered sid still answers 404.
+fn sid_for(random: u128, position: u64) -> u128 {
     let version_mask: u128 = 0xF << 76;
     let variant_mask: u128 = 0x3 << 62;
-    (random & !version_mask & !variant_mask) | (0x4 << 76) | (0x2 << 62)
+    let upper =
+        (random & !POSITION_MASK & !version_mask & !variant_mask) | (0x4 << 76) | (0x2 << 62);
+    upper | ((u128::from(position) ^ scramble(upper)) & POSITION_MASK)
+}
+
+/// The ledger position a sid claims (only meaningful if the sid is ours).
+fn position_of(sid: u128) -> u64 {
+    let upper = sid & !POSITION_MASK;
+    ((sid ^ scramble(upper)) & POSITION_MASK) as u64
+}
+
+/// SplitMix64's finaliser over the random part of a sid.
+fn scramble(upper: u128) -> u128 {
+    let mut z = ((upper >> 64) as u64) ^ (upper as u64);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    u128::from(z ^ (z >> 31))
 }
 
 /// `5f0c2d9e-8a41-4c3b-9e1f-2b7d6a1c0e93`.
@@ -513,11 +558,12 @@ mod tests {
 
     #[test]
     fn sid_round_trips_and_looks_like_a_v4_uuid() {
-        let sid = uuid_v4_bits(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let sid = sid_for(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef, 12_345);
+        assert_eq!(position_of(sid), 12_345);
         let text = format_sid(sid);
-        assert_eq!(text, "01234567-89ab-4def-8123-456789abcdef");
+        assert!(text.starts_with("01234567-89ab-4def-8123-"), "{text}");
         assert_eq!(parse_sid(&text), Some(sid));
-        assert_eq!(parse_sid("01234567-89AB-4DEF-8123-456789ABCDEF"), Some(sid));
+        assert_eq!(parse_sid(&text.to_ascii_uppercase()), Some(sid));
         assert_eq!(parse_sid("0123456789ab4def8123456789abcdef"), None);
         assert_eq!(parse_sid("+1234567-89ab-4def-8123-456789abcdef"), None);
         assert_eq!(parse_sid("01234567-89ab-4def-8123-456789abcdeé"), None);

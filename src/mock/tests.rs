@@ -655,6 +655,12 @@ async fn unknown_sid_is_404() {
         let response = get(&sim, &token, sid).await;
         assert_eq!(response.status(), 404, "{sid}");
     }
+    // A real sid with one digit changed is unknown too.
+    let real = sms(&sim, &token).await.sid.expect("sid");
+    let first = if real.starts_with('0') { "1" } else { "0" };
+    let altered = format!("{first}{}", &real[1..]);
+    assert_eq!(get(&sim, &token, &real).await.status(), 200);
+    assert_eq!(get(&sim, &token, &altered).await.status(), 404);
     sim.shutdown().await;
 }
 

@@ -9,6 +9,7 @@
 
 mod rows;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -220,11 +221,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-        Ok(Import {
-            tx,
-            campaign_id,
-            pending: Vec::with_capacity(IMPORT_BATCH),
-        })
+        Ok(Import { tx, campaign_id })
     }
 
     // ---- sending ---------------------------------------------------------
@@ -288,7 +285,7 @@ impl Store {
             "UPDATE messages SET state = 'sending', attempts = attempts + 1, reason = NULL
              WHERE id IN (SELECT id FROM messages WHERE campaign_id = ? AND state = 'pending'
                           ORDER BY id LIMIT ?)
-             RETURNING id, row_number, phone_e164, kind, body, media_urls",
+             RETURNING id, row_number, phone_e164, kind, body, media_urls, attempts",
         )
         .bind(campaign_id)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -485,80 +482,74 @@ impl Store {
     }
 }
 
-/// How many rows an import buffers before writing them in one statement.
-const IMPORT_BATCH: usize = 256;
-
 /// An import in progress: one open transaction. Dropping it without
 /// [`Import::commit`] rolls everything back, so a campaign is either fully
 /// imported or absent.
 pub struct Import {
     tx: Transaction<'static, Sqlite>,
     campaign_id: i64,
-    pending: Vec<NewMessage>,
 }
+
+/// Rows per INSERT statement (11 bound parameters each, well under SQLite's
+/// limit of 32766).
+const INSERT_ROWS: usize = 1024;
 
 impl Import {
     pub fn campaign_id(&self) -> i64 {
         self.campaign_id
     }
 
-    /// The row number of an earlier row with the same number, if any.
-    /// Looks at rows not yet written as well.
-    pub async fn find_same_number(&mut self, phone_e164: &str) -> Result<Option<i64>> {
-        if let Some(earlier) = self.pending.iter().find(|m| {
-            m.state != MessageState::Duplicate && m.phone_e164.as_deref() == Some(phone_e164)
-        }) {
-            return Ok(Some(earlier.row_number));
+    /// For each of `numbers` that an already written row will text, that
+    /// row's number. At most one such row exists per number: later ones are
+    /// stored as duplicates.
+    pub async fn rows_texting(&mut self, numbers: &[&str]) -> Result<HashMap<String, i64>> {
+        let mut found = HashMap::new();
+        for chunk in numbers.chunks(INSERT_ROWS) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT phone_e164, row_number FROM messages WHERE campaign_id = ",
+            );
+            query.push_bind(self.campaign_id);
+            query.push(" AND state = 'pending' AND phone_e164 IN (");
+            let mut list = query.separated(", ");
+            for number in chunk {
+                list.push_bind(*number);
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut *self.tx).await? {
+                found.insert(row.try_get(0)?, row.try_get(1)?);
+            }
         }
-        let row = sqlx::query(
-            "SELECT row_number FROM messages
-             WHERE campaign_id = ? AND phone_e164 = ? AND state != 'duplicate'
-             ORDER BY row_number LIMIT 1",
-        )
-        .bind(self.campaign_id)
-        .bind(phone_e164)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?)
+        Ok(found)
     }
 
-    pub async fn insert(&mut self, message: NewMessage) -> Result<()> {
-        self.pending.push(message);
-        if self.pending.len() >= IMPORT_BATCH {
-            self.flush().await?;
+    /// Writes a batch of rows.
+    pub async fn insert(&mut self, messages: Vec<NewMessage>) -> Result<()> {
+        let mut messages = messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO messages (campaign_id, row_number, phone_raw, phone_e164, kind, body,
+                   media_urls, segments, encoding, state, reason) ",
+            );
+            query.push_values(messages.by_ref().take(INSERT_ROWS), |mut b, m| {
+                b.push_bind(self.campaign_id)
+                    .push_bind(m.row_number)
+                    .push_bind(m.phone_raw)
+                    .push_bind(m.phone_e164)
+                    .push_bind(m.kind.as_str())
+                    .push_bind(m.body)
+                    .push_bind(m.media_urls)
+                    .push_bind(i64::from(m.segments))
+                    .push_bind(m.encoding)
+                    .push_bind(m.state.as_str())
+                    .push_bind(m.reason);
+            });
+            query.build().execute(&mut *self.tx).await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO messages (campaign_id, row_number, phone_raw, phone_e164, kind, body,
-               media_urls, segments, encoding, state, reason) ",
-        );
-        query.push_values(self.pending.drain(..), |mut b, m| {
-            b.push_bind(self.campaign_id)
-                .push_bind(m.row_number)
-                .push_bind(m.phone_raw)
-                .push_bind(m.phone_e164)
-                .push_bind(m.kind.as_str())
-                .push_bind(m.body)
-                .push_bind(m.media_urls)
-                .push_bind(i64::from(m.segments))
-                .push_bind(m.encoding)
-                .push_bind(m.state.as_str())
-                .push_bind(m.reason);
-        });
-        query.build().execute(&mut *self.tx).await?;
-        Ok(())
-    }
-
-    /// Writes what is buffered, records the row count and the file's hash,
-    /// and commits.
+    /// Records the row count and the file's hash, and commits.
     pub async fn commit(mut self, n_rows: i64, csv_sha256: &str) -> Result<i64> {
-        self.flush().await?;
         sqlx::query("UPDATE campaigns SET n_rows = ?, csv_sha256 = ? WHERE id = ?")
             .bind(n_rows)
             .bind(csv_sha256)

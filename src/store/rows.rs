@@ -65,6 +65,8 @@ pub struct NewMessage {
     pub encoding: &'static str,
     pub state: MessageState,
     pub reason: Option<String>,
+    /// Longer than providers usually accept; sent anyway, reported at import.
+    pub over_length: bool,
 }
 
 /// A message claimed for sending (now in state `sending`).
@@ -76,6 +78,8 @@ pub struct ClaimedMessage {
     pub kind: MessageKind,
     pub body: String,
     pub media_urls: Vec<String>,
+    /// Send attempts, this one included.
+    pub attempts: i64,
 }
 
 /// A message whose next Get Message is due.
@@ -154,6 +158,7 @@ impl ClaimedMessage {
             kind: parse_column(row, "kind")?,
             body: row.try_get("body")?,
             media_urls,
+            attempts: row.try_get("attempts")?,
         })
     }
 }
