@@ -382,6 +382,24 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_file_reads_and_layers_under_the_environment() {
+        let global = GlobalArgs {
+            db: None,
+            base_url: None,
+            config: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/bpsms.toml").into()),
+        };
+        let env = |key: &str| (key == "BPSMS_CLIENT_SECRET").then(|| "from-env".to_string());
+        let config = Config::load_with(&global, &env).expect("sample config");
+        let api = config.api(&RunArgs::default()).expect("api settings");
+        assert_eq!(api.client_secret.expose(), "from-env");
+        assert!(api.base_url.starts_with("https://"), "{}", api.base_url);
+        let settings = config
+            .run_settings(&RunArgs::default(), None)
+            .expect("settings");
+        assert!(settings.campaign.rate > 0.0);
+    }
+
+    #[test]
     fn flags_override_stored_settings_which_override_defaults() {
         let config = Config::load_with(&global(None), &|_| None).expect("config");
         let stored = CampaignSettings {

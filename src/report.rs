@@ -36,6 +36,8 @@ pub struct Summary {
     pub counts: Vec<(MessageState, i64)>,
     /// Accepted messages still waiting for a final status.
     pub n_tracked: i64,
+    /// MMS that ended at `sent`: they cannot report delivery.
+    pub n_mms_sent: i64,
     pub median_ms: Option<i64>,
     pub p95_ms: Option<i64>,
 }
@@ -47,6 +49,7 @@ impl Summary {
             n_rows: campaign.n_rows,
             counts: store.state_counts(campaign.id).await?,
             n_tracked: store.count_tracked(campaign.id).await?,
+            n_mms_sent: store.count_mms_sent(campaign.id).await?,
             median_ms: store.delivery_time_quantile(campaign.id, 0.5).await?,
             p95_ms: store.delivery_time_quantile(campaign.id, 0.95).await?,
         })
@@ -96,12 +99,19 @@ impl Summary {
             ));
         }
         out.push_str(&format!("  {:<12} {:>9}\n", "total", total));
-        let accepted = self.accepted();
+        // MMS never report delivery, so they are left out of the rate.
+        let accepted_sms = self.accepted() - self.n_mms_sent;
         let delivered = self.count(MessageState::Delivered);
-        if accepted > 0 {
+        if accepted_sms > 0 {
             out.push_str(&format!(
-                "Delivery rate: {:.1}% ({delivered} delivered of {accepted} accepted; MMS report no delivery and end at `sent`)\n",
-                percent(delivered, accepted),
+                "Delivery rate: {:.1}% ({delivered} delivered of {accepted_sms} accepted SMS)\n",
+                percent(delivered, accepted_sms),
+            ));
+        }
+        if self.n_mms_sent > 0 {
+            out.push_str(&format!(
+                "MMS: {} handed to the provider (`sent` is final: the API reports no MMS delivery)\n",
+                self.n_mms_sent
             ));
         }
         if let (Some(median), Some(p95)) = (self.median_ms, self.p95_ms) {
@@ -243,6 +253,7 @@ mod tests {
                 (MessageState::Invalid, 1),
             ],
             n_tracked: 0,
+            n_mms_sent: 0,
             median_ms: Some(5_000),
             p95_ms: Some(7_500),
         };

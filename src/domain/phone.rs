@@ -967,7 +967,14 @@ mod tests {
         let headers = reader.headers().expect("sample file has headers").clone();
         assert_eq!(
             headers.iter().collect::<Vec<_>>(),
-            ["phone", "first_name", "last_name", "city", "appointment"]
+            [
+                "phone",
+                "first_name",
+                "last_name",
+                "city",
+                "appointment",
+                "media_urls"
+            ]
         );
         // Exactly these rows are meant to be refused.
         let expected_invalid = [

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState};
+use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState, ALL_STATES};
 
 pub use rows::{
     Campaign, CampaignSettings, ClaimedMessage, DueMessage, ExportRow, NewCampaign, NewMessage,
@@ -351,6 +351,17 @@ impl Store {
         rows.iter().map(DueMessage::from_row).collect()
     }
 
+    /// MMS that ended at `sent` (the API never reports their delivery).
+    pub async fn count_mms_sent(&self, campaign_id: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM messages WHERE campaign_id = ? AND kind = 'mms' AND state = 'sent'",
+        )
+        .bind(campaign_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Accepted messages still waiting for a final status.
     pub async fn count_tracked(&self, campaign_id: i64) -> Result<i64> {
         let row = sqlx::query(
@@ -426,7 +437,7 @@ impl Store {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        counts.sort();
+        counts.sort_by_key(|(state, _)| ALL_STATES.iter().position(|s| s == state));
         Ok(counts)
     }
 
