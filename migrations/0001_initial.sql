@@ -49,6 +49,8 @@ CREATE TABLE messages (
     final_at        INTEGER,
     -- When the tracker should next call Get Message; NULL when not tracked.
     next_poll_at    INTEGER,
+    -- 1 while a Get Message for it is in flight; reset when a run starts.
+    poll_claimed    INTEGER NOT NULL DEFAULT 0,
     -- End of the tracking window (sent_at + track_for).
     track_until     INTEGER,
     UNIQUE (campaign_id, row_number)
@@ -61,6 +63,18 @@ CREATE INDEX messages_pending ON messages (campaign_id, id) WHERE state = 'pendi
 CREATE INDEX messages_due ON messages (campaign_id, next_poll_at) WHERE next_poll_at IS NOT NULL;
 -- Duplicate detection at import.
 CREATE INDEX messages_phone ON messages (campaign_id, phone_e164) WHERE phone_e164 IS NOT NULL;
+
+-- Which process runs a campaign: one at a time. A process refreshes its
+-- heartbeat while it runs; another may take over when the process is gone
+-- or the heartbeat is stale.
+CREATE TABLE runners (
+    campaign_id     INTEGER PRIMARY KEY,
+    owner           TEXT    NOT NULL,
+    host            TEXT    NOT NULL,
+    pid             INTEGER NOT NULL,
+    started_at      INTEGER NOT NULL,
+    heartbeat_at    INTEGER NOT NULL
+);
 
 -- Append-only history: every state change with its time.
 CREATE TABLE events (

@@ -2,8 +2,9 @@
 //! modules that do the work, and says how the process should exit.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use tokio_util::sync::CancellationToken;
@@ -11,14 +12,17 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ApiClient;
 use crate::campaign::{self, RunEnd, RunError};
 use crate::cli::{
-    CampaignArgs, Cli, Command, ExportArgs, ExportFormat, ImportArgs, SendArgs, StatusArgs,
+    CampaignArgs, Cli, Command, ExportArgs, ExportFormat, ImportArgs, RetryArgs, RetryState,
+    SendArgs, StatusArgs,
 };
 use crate::clock::now_ms;
-use crate::config::{Config, RunSettings};
+use crate::config::{Config, RunSettings, DEFAULT_SHUTDOWN_GRACE};
 use crate::domain::phone::{Region, E164};
+use crate::domain::state::MessageState;
 use crate::import::{self, ImportError, ImportReport, ImportSpec};
+use crate::lease::Lease;
 use crate::report::{self, Summary};
-use crate::store::{Campaign, Store};
+use crate::store::{Campaign, Store, StoreError};
 
 /// Exit codes, as documented in README.md.
 pub mod exit {
@@ -66,6 +70,21 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             let config = Config::load(&cli.global).map_err(Failure::usage)?;
             match command {
                 Command::Send(args) => send(&config, args).await,
+                Command::Resume(args) => {
+                    let args = SendArgs {
+                        campaign: CampaignArgs {
+                            campaign: args.campaign,
+                            csv: None,
+                            from: None,
+                            body: None,
+                            phone_column: None,
+                            default_region: None,
+                        },
+                        run: args.run,
+                    };
+                    send(&config, args).await
+                }
+                Command::Retry(args) => retry(&config, args).await,
                 Command::Import(args) => import_only(&config, args).await,
                 Command::Status(args) => status(&config, args).await,
                 Command::Export(args) => export(&config, args).await,
@@ -76,10 +95,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
 }
 
 async fn open_store(config: &Config) -> Result<Store, Failure> {
-    Store::open(&config.db)
-        .await
-        .with_context(|| format!("failed to open database {}", config.db.display()))
-        .map_err(Failure::runtime)
+    Store::open(&config.db).await.map_err(Failure::runtime)
 }
 
 async fn send(config: &Config, args: SendArgs) -> Result<u8, Failure> {
@@ -106,11 +122,24 @@ async fn send(config: &Config, args: SendArgs) -> Result<u8, Failure> {
         }
     };
     let api = Arc::new(ApiClient::new(api_config).context("failed to set up the HTTP client")?);
+    let lease = Lease::acquire(&store, campaign.id, &campaign.name).await?;
     let cancel = CancellationToken::new();
-    let signals = tokio::spawn(watch_signals(cancel.clone()));
-    let result = campaign::run(&store, api, &campaign, &run_settings, cancel).await;
+    let grace = args.run.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+    let signals = tokio::spawn(watch_signals(cancel.clone(), grace));
+    let result = campaign::run(&store, api, &campaign, &run_settings, cancel, lease.lost()).await;
     signals.abort();
-    let summary = Summary::load(&store, &campaign).await?;
+    lease.release().await;
+    // A run stopped by a database error may leave the database unreadable
+    // for now: its error is the one to report.
+    let summary = match Summary::load(&store, &campaign).await {
+        Ok(summary) => summary,
+        Err(error) => {
+            return Err(Failure::runtime(match result {
+                Err(run_error) => anyhow::Error::from(run_error),
+                Ok(_) => error.into(),
+            }))
+        }
+    };
     print!("{}", summary.render());
     store.close().await;
     match result {
@@ -185,6 +214,9 @@ async fn create_campaign(
     import::import(store, &spec, now_ms())
         .await
         .map_err(|error| match error {
+            ImportError::Store(StoreError::CampaignExists(name)) => {
+                Failure::usage(ImportError::CampaignExists(name))
+            }
             ImportError::Store(_) => Failure::runtime(error),
             _ => Failure::usage(error),
         })
@@ -360,15 +392,86 @@ async fn mock_server(args: crate::mock::MockArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-/// First Ctrl-C or SIGTERM: stop claiming, let requests in flight finish.
-/// Second: leave at once (what was in flight is recovered at the next start).
-async fn watch_signals(cancel: CancellationToken) {
+/// First Ctrl-C or SIGTERM: stop claiming, let requests in flight finish
+/// within `grace`. A second signal, or the end of the grace period: leave at
+/// once (what was in flight is recovered at the next start).
+async fn watch_signals(cancel: CancellationToken, grace: Duration) {
     wait_for_signal().await;
-    eprintln!("\nStopping: waiting for requests in flight (press Ctrl-C again to leave at once)…");
+    eprintln!(
+        "\nStopping: waiting up to {}s for requests in flight (press Ctrl-C again to leave at once)…",
+        grace.as_secs()
+    );
     cancel.cancel();
-    wait_for_signal().await;
-    eprintln!("Leaving now; messages in flight become `unknown` at the next start.");
+    tokio::select! {
+        _ = wait_for_signal() => eprintln!("Leaving now."),
+        _ = tokio::time::sleep(grace) => eprintln!("Requests still in flight after {}s; leaving now.", grace.as_secs()),
+    }
+    eprintln!("Messages still in flight become `unknown` at the next start; resume with the same command.");
     std::process::exit(i32::from(exit::INTERRUPTED));
+}
+
+async fn retry(config: &Config, args: RetryArgs) -> Result<u8, Failure> {
+    if !config.db.exists() {
+        return Err(Failure::usage(anyhow!(
+            "no database at {}; pass --db PATH (or set BPSMS_DB)",
+            config.db.display()
+        )));
+    }
+    let store = open_store(config).await?;
+    let campaign = find(&store, config, &args.campaign).await?;
+    let state = match args.state {
+        RetryState::Unknown => MessageState::Unknown,
+        RetryState::Failed => MessageState::Failed,
+        RetryState::Rejected => MessageState::Rejected,
+        RetryState::Expired => MessageState::Expired,
+    };
+    // No run may be sending this campaign while its messages change.
+    let lease = Lease::acquire(&store, campaign.id, &campaign.name).await?;
+    let n = store.count_in_state(campaign.id, state).await?;
+    let outcome = if n == 0 {
+        println!(
+            "No message of campaign {} is {state}; nothing to re-queue.",
+            campaign.name
+        );
+        Ok(exit::OK)
+    } else if args.yes || confirm(n, state, &campaign.name)? {
+        let done = store.requeue(campaign.id, state, now_ms()).await?;
+        println!(
+            "Re-queued {done} message(s) that were {state}. Send them with:\n  bpsms send --campaign {}",
+            shell_word(&campaign.name)
+        );
+        Ok(exit::OK)
+    } else {
+        println!("Nothing re-queued.");
+        Ok(exit::OK)
+    };
+    lease.release().await;
+    store.close().await;
+    outcome
+}
+
+/// Asks the operator on the terminal; refuses to guess without one.
+fn confirm(n: i64, state: MessageState, campaign: &str) -> Result<bool, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(anyhow!(
+            "{n} message(s) of campaign {campaign:?} are {state}; pass --yes to re-queue them \
+             (no terminal to ask on)"
+        )));
+    }
+    let warning = if state == MessageState::Unknown {
+        " Some of them may have been delivered already: their recipients would get the text twice."
+    } else {
+        ""
+    };
+    eprint!("Re-queue {n} message(s) of campaign {campaign} that are {state}, to be sent again?{warning} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("failed to read the answer")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 async fn wait_for_signal() {

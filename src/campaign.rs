@@ -4,7 +4,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +35,8 @@ pub enum RunError {
     Unreachable(SendError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("another process took this campaign over while this run's heartbeat stalled; this run stopped")]
+    LeaseLost,
 }
 
 /// Runs the campaign until it is finished, interrupted or stopped.
@@ -45,8 +46,10 @@ pub async fn run(
     campaign: &Campaign,
     settings: &RunSettings,
     cancel: CancellationToken,
+    lease_lost: CancellationToken,
 ) -> Result<RunEnd, RunError> {
     let policy = settings.campaign.on_ambiguous;
+    store.recover_polls(campaign.id).await?;
     let recovered = store.recover_sending(campaign.id, policy, now_ms()).await?;
     if recovered > 0 {
         eprintln!(
@@ -76,7 +79,7 @@ pub async fn run(
     let drawing = CancellationToken::new();
     let drawer = tokio::spawn(progress::draw(counters.clone(), drawing.clone()));
 
-    let (send_recorder, send_recording) = Recorder::start(store.clone());
+    let (send_recorder, send_recording) = Recorder::start(store.clone(), stop.clone());
     let sender = Sender::new(SendContext {
         store: store.clone(),
         api: api.clone(),
@@ -103,13 +106,14 @@ pub async fn run(
             if result.is_err() || recorded.is_err() {
                 stop.cancel();
             }
-            result
+            // A failed write is the root cause of whatever followed it.
+            recorded
                 .map_err(RunError::from)
-                .and(recorded.map_err(RunError::from))
+                .and(result.map_err(RunError::from))
         }
     };
 
-    let (track_recorder, track_recording) = Recorder::start(store.clone());
+    let (track_recorder, track_recording) = Recorder::start(store.clone(), stop.clone());
     let tracking = {
         let ctx = TrackContext {
             store: store.clone(),
@@ -120,7 +124,6 @@ pub async fn run(
             poll_rate: settings.poll_rate,
             concurrency: settings.campaign.concurrency,
             poll_delay: settings.campaign.poll_delay,
-            lease: Duration::from_secs(120),
             unexpected_statuses: Default::default(),
         };
         let stop = stop.clone();
@@ -130,15 +133,37 @@ pub async fn run(
             if result.is_err() || recorded.is_err() {
                 stop.cancel();
             }
-            result
+            // A failed write is the root cause of whatever followed it.
+            recorded
                 .map_err(RunError::from)
-                .and(recorded.map_err(RunError::from))
+                .and(result.map_err(RunError::from))
         }
     };
 
-    let (sent, tracked) = tokio::join!(sending, tracking);
+    let watch_lease = {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = lease_lost.cancelled() => {
+                    stop.cancel();
+                    true
+                }
+                _ = stop.cancelled() => false,
+            }
+        }
+    };
+    let finished = async {
+        let both = tokio::join!(sending, tracking);
+        // Ends the lease watch once both loops are done.
+        stop.cancel();
+        both
+    };
+    let ((sent, tracked), lost) = tokio::join!(finished, watch_lease);
     drawing.cancel();
     let _ = drawer.await;
+    if lost {
+        return Err(RunError::LeaseLost);
+    }
     sent?;
     tracked?;
     Ok(if cancel.is_cancelled() {

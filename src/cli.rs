@@ -42,8 +42,13 @@ pub enum Command {
     /// Import the CSV (for a new campaign), send, and track every message to a
     /// final state. Run it again to resume.
     Send(SendArgs),
+    /// Continue a stored campaign where it stopped (same as `send` without
+    /// a CSV).
+    Resume(ResumeArgs),
     /// Create a campaign from a CSV without sending anything.
     Import(ImportArgs),
+    /// Put messages in a final state back to be sent, as a new attempt.
+    Retry(RetryArgs),
     /// Counts per state for one campaign, or for all.
     Status(StatusArgs),
     /// One record per CSV data row, in row order.
@@ -119,12 +124,45 @@ pub struct RunArgs {
     /// Time allowed for a whole request [default: 30s].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
+    /// After Ctrl-C or SIGTERM, how long requests in flight may take to
+    /// finish before the process leaves anyway [default: 10s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnAmbiguous {
     Hold,
     Retry,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResumeArgs {
+    #[arg(long, value_name = "NAME")]
+    pub campaign: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RetryArgs {
+    #[arg(long, value_name = "NAME")]
+    pub campaign: String,
+    /// Which messages to send again.
+    #[arg(long, value_enum)]
+    pub state: RetryState,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// The final states an operator may send again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RetryState {
+    Unknown,
+    Failed,
+    Rejected,
+    Expired,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -24,6 +24,7 @@ pub const DEFAULT_POLL_DELAY: Duration = Duration::from_secs(15);
 pub const DEFAULT_TRACK_FOR: Duration = Duration::from_secs(4 * 3600);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A configuration problem: the run cannot start until the operator fixes it.
 #[derive(Debug, thiserror::Error)]

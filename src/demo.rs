@@ -94,6 +94,7 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
         &campaign,
         &settings,
         CancellationToken::new(),
+        CancellationToken::new(),
     )
     .await
     .map_err(Failure::runtime)?;

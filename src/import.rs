@@ -93,7 +93,7 @@ pub enum ImportError {
         #[source]
         source: TemplateError,
     },
-    #[error("campaign {0:?} already exists")]
+    #[error("campaign {0:?} already exists; run `bpsms send --campaign {0}` to resume it")]
     CampaignExists(String),
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -28,6 +28,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod import;
+pub mod lease;
 pub mod mock;
 pub mod progress;
 pub mod recorder;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::store::{Change, Store, StoreError};
@@ -33,10 +34,12 @@ pub struct RecorderTask {
 }
 
 impl Recorder {
-    pub fn start(store: Store) -> (Recorder, RecorderTask) {
+    /// Starts the recorder task; a failed write cancels `stop_on_error`, so
+    /// the workers stop instead of sending what can no longer be recorded.
+    pub fn start(store: Store, stop_on_error: CancellationToken) -> (Recorder, RecorderTask) {
         let (tx, rx) = mpsc::unbounded_channel();
         let applied = Arc::new(Notify::new());
-        let handle = tokio::spawn(record(store, rx, applied.clone()));
+        let handle = tokio::spawn(record(store, rx, applied.clone(), stop_on_error));
         (Recorder { tx, applied }, RecorderTask { handle })
     }
 
@@ -84,6 +87,7 @@ async fn record(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<Item>,
     applied: Arc<Notify>,
+    stop_on_error: CancellationToken,
 ) -> Result<(), StoreError> {
     let mut items = Vec::with_capacity(MAX_BATCH);
     let mut changes = Vec::with_capacity(MAX_BATCH);
@@ -102,6 +106,7 @@ async fn record(
             let _ = done.send(());
         }
         if let Err(error) = result {
+            stop_on_error.cancel();
             rx.close();
             return Err(error);
         }

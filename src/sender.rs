@@ -407,7 +407,7 @@ mod tests {
     async fn ctx(policy: AmbiguousPolicy) -> (SendContext, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("t.db")).await.expect("store");
-        let (recorder, _task) = Recorder::start(store.clone());
+        let (recorder, _task) = Recorder::start(store.clone(), CancellationToken::new());
         let api = ApiClient::new(crate::api::ApiConfig {
             base_url: "http://127.0.0.1:9".into(),
             client_id: "x".into(),

@@ -42,8 +42,6 @@ pub struct TrackContext {
     pub poll_rate: f64,
     pub concurrency: u32,
     pub poll_delay: Duration,
-    /// How long a claimed poll may take before another run may claim it again.
-    pub lease: Duration,
     /// Undocumented statuses already warned about.
     pub unexpected_statuses: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -80,13 +78,7 @@ pub async fn run_until_done(
         if cancel.is_cancelled() || stop.is_cancelled() {
             break Ok(());
         }
-        let now = now_ms();
-        let lease_until = now.saturating_add(duration_ms(ctx.lease));
-        let due = match ctx
-            .store
-            .claim_due(ctx.campaign_id, now, lease_until, batch)
-            .await
-        {
+        let due = match ctx.store.claim_due(ctx.campaign_id, now_ms(), batch).await {
             Ok(due) => due,
             Err(error) => break Err(error.into()),
         };

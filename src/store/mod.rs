@@ -24,25 +24,25 @@ use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState, AL
 
 pub use rows::{
     Campaign, CampaignSettings, ClaimedMessage, DueMessage, ExportRow, NewCampaign, NewMessage,
+    Runner,
 };
 
 /// Errors from the database layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error("cannot open database {path}: {}", describe_sql_error(.error))]
+    Open { path: PathBuf, error: sqlx::Error },
     #[error("cannot prepare the database schema in {path}: {source}")]
     Migrate {
         path: PathBuf,
         #[source]
         source: sqlx::migrate::MigrateError,
     },
-    #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
+    /// Not a `#[source]`: [`describe_sql_error`] already says all of it.
+    #[error("{}", describe_sql_error(.0))]
+    Sql(sqlx::Error),
+    #[error("campaign {0:?} already exists (another process may have just created it); run `bpsms send --campaign {0}` to resume it")]
+    CampaignExists(String),
     #[error("the database holds a value this version cannot read: {0}")]
     Corrupt(String),
     #[error("message {message_id} was not in state {expected} any more; another process may be running this campaign")]
@@ -53,6 +53,12 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Sql(error)
+    }
+}
 
 /// A handle on the database. Cheap to clone.
 #[derive(Clone)]
@@ -126,22 +132,34 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Test hook: caps the database size so that tests can fill the
+        // "disk" where they cannot mount a small filesystem.
+        let options = match std::env::var("BPSMS_SQLITE_MAX_PAGE_COUNT") {
+            Ok(pages) => options.pragma("max_page_count", pages),
+            Err(_) => options,
+        };
         let pool = SqlitePoolOptions::new()
             // One connection: writes are serialised by SQLite anyway, and
             // one connection avoids lock waits between our own tasks.
             .max_connections(1)
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Open {
+            .map_err(|error| StoreError::Open {
                 path: path.to_path_buf(),
-                source,
+                error,
             })?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
+            .map_err(|error| match error {
+                sqlx::migrate::MigrateError::Execute(error) => StoreError::Open {
+                    path: path.to_path_buf(),
+                    error,
+                },
+                source => StoreError::Migrate {
+                    path: path.to_path_buf(),
+                    source,
+                },
             })?;
         Ok(Store { pool })
     }
@@ -149,7 +167,16 @@ impl Store {
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         // IMMEDIATE takes the write lock up front, so a second process waits
         // on the busy timeout instead of failing on a lock upgrade.
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            // When SQLite rolls a failed transaction back by itself (a full
+            // disk), sqlx's connection still believes it is inside one and
+            // refuses every later BEGIN. Replace that connection.
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                self.pool.acquire().await?.close().await?;
+                Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     pub async fn close(&self) {
@@ -219,9 +246,125 @@ impl Store {
         .bind(campaign.settings.on_ambiguous.as_str())
         .bind(now)
         .fetch_one(&mut *tx)
-        .await?
+        .await
+        .map_err(|error| match error.as_database_error() {
+            Some(db) if db.is_unique_violation() => {
+                StoreError::CampaignExists(campaign.name.clone())
+            }
+            _ => StoreError::Sql(error),
+        })?
         .try_get(0)?;
         Ok(Import { tx, campaign_id })
+    }
+
+    // ---- runners ---------------------------------------------------------
+
+    /// The process recorded as running the campaign, if any.
+    pub async fn runner(&self, campaign_id: i64) -> Result<Option<Runner>> {
+        let row = sqlx::query("SELECT * FROM runners WHERE campaign_id = ?")
+            .bind(campaign_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Runner::from_row(&row)).transpose()
+    }
+
+    /// Records `me` as the campaign's runner if the recorded owner is still
+    /// `replacing` (`None`: no runner recorded). False when another process
+    /// got there first.
+    pub async fn take_runner(
+        &self,
+        campaign_id: i64,
+        me: &Runner,
+        replacing: Option<&str>,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let current: Option<String> =
+            sqlx::query("SELECT owner FROM runners WHERE campaign_id = ?")
+                .bind(campaign_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+        if current.as_deref() != replacing {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO runners (campaign_id, owner, host, pid, started_at, heartbeat_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(campaign_id)
+        .bind(&me.owner)
+        .bind(&me.host)
+        .bind(i64::from(me.pid))
+        .bind(me.started_at)
+        .bind(me.heartbeat_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Refreshes the runner's heartbeat; false when it is no longer the runner.
+    pub async fn heartbeat(&self, campaign_id: i64, owner: &str, now: i64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE runners SET heartbeat_at = ? WHERE campaign_id = ? AND owner = ?")
+                .bind(now)
+                .bind(campaign_id)
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn release_runner(&self, campaign_id: i64, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM runners WHERE campaign_id = ? AND owner = ?")
+            .bind(campaign_id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- operator retry --------------------------------------------------
+
+    /// Messages of the campaign in `state`.
+    pub async fn count_in_state(&self, campaign_id: i64, state: MessageState) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM messages WHERE campaign_id = ? AND state = ?")
+            .bind(campaign_id)
+            .bind(state.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Puts every message in `state` back to `pending` as a new attempt; the
+    /// event keeps the previous sid. Returns how many were re-queued.
+    pub async fn requeue(&self, campaign_id: i64, state: MessageState, now: i64) -> Result<u64> {
+        next_state(state, MessageKind::Sms, &Event::Retry)?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO events (message_id, at, from_state, to_state, detail)
+             SELECT id, ?, state, 'pending',
+                    'operator retry' || COALESCE(' (previous sid ' || sid || ')', '')
+             FROM messages WHERE campaign_id = ? AND state = ?",
+        )
+        .bind(now)
+        .bind(campaign_id)
+        .bind(state.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE messages SET state = 'pending', reason = NULL, sid = NULL, remote_status = NULL,
+               error_code = NULL, error_message = NULL, sent_at = NULL, final_at = NULL,
+               next_poll_at = NULL, poll_claimed = 0, track_until = NULL, polls = 0
+             WHERE campaign_id = ? AND state = ?",
+        )
+        .bind(campaign_id)
+        .bind(state.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     // ---- sending ---------------------------------------------------------
@@ -325,24 +468,23 @@ impl Store {
 
     // ---- tracking --------------------------------------------------------
 
-    /// Claims up to `limit` messages whose poll is due, pushing their
-    /// `next_poll_at` to `lease_until` so that they are not claimed twice
-    /// while their Get is in flight.
+    /// Claims up to `limit` messages whose poll is due, marking them
+    /// `poll_claimed` so that they are not claimed twice while their Get is
+    /// in flight. Answers clear the mark; so does [`Store::recover_polls`].
     pub async fn claim_due(
         &self,
         campaign_id: i64,
         now: i64,
-        lease_until: i64,
         limit: usize,
     ) -> Result<Vec<DueMessage>> {
         let rows = sqlx::query(
-            "UPDATE messages SET next_poll_at = ?
+            "UPDATE messages SET poll_claimed = 1
              WHERE id IN (SELECT id FROM messages
                           WHERE campaign_id = ? AND next_poll_at IS NOT NULL AND next_poll_at <= ?
+                            AND poll_claimed = 0
                           ORDER BY next_poll_at LIMIT ?)
              RETURNING id, sid, kind, state, polls, track_until",
         )
-        .bind(lease_until)
         .bind(campaign_id)
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -387,10 +529,23 @@ impl Store {
         Ok(())
     }
 
-    /// When the next poll of the campaign is due, if any message is tracked.
+    /// Polls a dead run left in flight become claimable again.
+    pub async fn recover_polls(&self, campaign_id: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE messages SET poll_claimed = 0
+             WHERE campaign_id = ? AND next_poll_at IS NOT NULL AND poll_claimed = 1",
+        )
+        .bind(campaign_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// When the next unclaimed poll of the campaign is due, if any.
     pub async fn next_poll_at(&self, campaign_id: i64) -> Result<Option<i64>> {
         let row = sqlx::query(
-            "SELECT MIN(next_poll_at) FROM messages WHERE campaign_id = ? AND next_poll_at IS NOT NULL",
+            "SELECT MIN(next_poll_at) FROM messages
+             WHERE campaign_id = ? AND next_poll_at IS NOT NULL AND poll_claimed = 0",
         )
         .bind(campaign_id)
         .fetch_one(&self.pool)
@@ -683,7 +838,7 @@ async fn apply_one(
             let result = sqlx::query(
                 "UPDATE messages SET state = ?, remote_status = ?,
                    error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message),
-                   polls = polls + 1, next_poll_at = ?, final_at = ?
+                   polls = polls + 1, next_poll_at = ?, final_at = ?, poll_claimed = 0
                  WHERE id = ? AND state = ?",
             )
             .bind(to.as_str())
@@ -709,7 +864,7 @@ async fn apply_one(
             next_poll_at,
         } => {
             let result = sqlx::query(
-                "UPDATE messages SET polls = polls + 1, next_poll_at = ?
+                "UPDATE messages SET polls = polls + 1, next_poll_at = ?, poll_claimed = 0
                  WHERE id = ? AND next_poll_at IS NOT NULL",
             )
             .bind(next_poll_at)
@@ -725,7 +880,7 @@ async fn apply_one(
             remote_status,
         } => {
             let result = sqlx::query(
-                "UPDATE messages SET state = 'expired', next_poll_at = NULL, final_at = ?,
+                "UPDATE messages SET state = 'expired', next_poll_at = NULL, poll_claimed = 0, final_at = ?,
                    remote_status = COALESCE(?, remote_status), polls = polls + 1,
                    reason = 'tracking window ended before a final status'
                  WHERE id = ? AND state = ?",
@@ -794,6 +949,33 @@ fn next_state(from: MessageState, kind: MessageKind, event: &Event) -> Result<Me
 fn parse_column<T: FromStr<Err = String>>(row: &SqliteRow, column: &str) -> Result<T> {
     let raw: String = row.try_get(column)?;
     raw.parse().map_err(StoreError::Corrupt)
+}
+
+/// Database errors in words an operator can act on.
+fn describe_sql_error(error: &sqlx::Error) -> String {
+    let code = error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .map(|code| code & 0xff);
+    match code {
+        Some(5 | 6) => "the database is locked by another process (a running bpsms, or an open \
+                        sqlite3 shell); try again when it is done"
+            .into(),
+        Some(8) => "the database file is read-only; check its permissions and those of its \
+                    folder (SQLite also writes -wal and -shm files beside it)"
+            .into(),
+        Some(11 | 26) => "the file is not a bpsms database or is damaged; point --db at the \
+                          right file"
+            .into(),
+        Some(13) => "the disk is full; free some space and run the same command again to resume \
+                     (nothing committed is lost)"
+            .into(),
+        Some(14) => "the database file cannot be opened; check that its folder exists and is \
+                     writable"
+            .into(),
+        _ => format!("database error: {error}"),
+    }
 }
 
 fn duration_ms(d: Duration) -> i64 {

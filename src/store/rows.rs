@@ -69,6 +69,30 @@ pub struct NewMessage {
     pub over_length: bool,
 }
 
+/// The process running a campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runner {
+    /// Unique per process start: host, pid and start time.
+    pub owner: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+}
+
+impl Runner {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Runner> {
+        let pid: i64 = row.try_get("pid")?;
+        Ok(Runner {
+            owner: row.try_get("owner")?,
+            host: row.try_get("host")?,
+            pid: u32::try_from(pid).map_err(|_| StoreError::Corrupt(format!("pid {pid}")))?,
+            started_at: row.try_get("started_at")?,
+            heartbeat_at: row.try_get("heartbeat_at")?,
+        })
+    }
+}
+
 /// A message claimed for sending (now in state `sending`).
 #[derive(Debug, Clone)]
 pub struct ClaimedMessage {

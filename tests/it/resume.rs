@@ -1,0 +1,338 @@
+//! One runner per campaign, the operator's `retry`, and database faults.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bpsms::mock::Behaviour;
+
+use crate::harness::{path_str, recipients, sends_per_recipient, World, FROM};
+
+/// Waits (with a deadline, never a fixed sleep) until `condition` holds.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn send_args<'a>(campaign: &'a str, csv: &'a str, rate: &'a str) -> Vec<&'a str> {
+    vec![
+        "send",
+        "--campaign",
+        campaign,
+        "--csv",
+        csv,
+        "--from",
+        FROM,
+        "--body",
+        "Hi {{first_name}}",
+        "--rate",
+        rate,
+        "--poll-delay",
+        "300ms",
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_is_refused_then_takes_over_when_the_first_dies() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(200));
+    let mut first = world
+        .command(&send_args("two", path_str(&csv), "20"))
+        .spawn()
+        .expect("start the first runner");
+    wait_until("the first runner to send", || !world.ledger().is_empty()).await;
+
+    let refused = world.run(&send_args("two", path_str(&csv), "20")).await;
+    refused.assert_code(1);
+    let pid = first.id().to_string();
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("is being run by process {pid}")),
+        "{}",
+        refused.stderr
+    );
+
+    first.kill().expect("kill the first runner");
+    tokio::task::spawn_blocking(move || first.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    // Same host, process gone: the next run takes over at once.
+    world
+        .run(&send_args("two", path_str(&csv), "100000"))
+        .await
+        .assert_code(0);
+    let rows = world.export("two").await;
+    assert_eq!(rows.len(), 200);
+    assert!(rows
+        .iter()
+        .all(|r| matches!(r["state"].as_str(), "delivered" | "failed" | "unknown")));
+    assert!(sends_per_recipient(&world.ledger())
+        .values()
+        .all(|&n| n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_requeues_a_final_state_as_a_new_attempt() {
+    let world = World::start(Behaviour {
+        failure_ratio: 1.0,
+        ..Behaviour::fast()
+    })
+    .await;
+    let csv = world.write("r.csv", &recipients(20));
+    world
+        .run(&send_args("again", path_str(&csv), "100000"))
+        .await
+        .assert_code(0);
+    let first = world.export("again").await;
+    assert!(first.iter().all(|r| r["state"] == "failed"));
+
+    // Without a terminal to ask on, --yes is required and nothing changes.
+    let unconfirmed = world
+        .run(&["retry", "--campaign", "again", "--state", "failed"])
+        .await;
+    unconfirmed.assert_code(2);
+    assert!(
+        unconfirmed.stderr.contains("--yes"),
+        "{}",
+        unconfirmed.stderr
+    );
+    assert!(world
+        .export("again")
+        .await
+        .iter()
+        .all(|r| r["state"] == "failed"));
+
+    let retried = world
+        .run(&["retry", "--campaign", "again", "--state", "failed", "--yes"])
+        .await;
+    retried.assert_code(0);
+    assert!(
+        retried.stdout.contains("Re-queued 20"),
+        "{}",
+        retried.stdout
+    );
+    let pending = world.export("again").await;
+    assert!(pending
+        .iter()
+        .all(|r| r["state"] == "pending" && r["sid"].is_empty()));
+
+    world
+        .run(&["resume", "--campaign", "again"])
+        .await
+        .assert_code(0);
+    let second = world.export("again").await;
+    assert!(second
+        .iter()
+        .all(|r| r["state"] == "failed" && r["attempts"] == "2"));
+    for (before, after) in first.iter().zip(&second) {
+        assert_ne!(before["sid"], after["sid"], "a new attempt gets a new sid");
+    }
+    assert!(sends_per_recipient(&world.ledger())
+        .values()
+        .all(|&n| n == 2));
+
+    // The history keeps the first attempt's sid.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", world.db.display()))
+        .await
+        .expect("open the database");
+    let retries: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events WHERE from_state = 'failed' AND to_state = 'pending'
+         AND detail LIKE 'operator retry (previous sid %'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count retry events");
+    assert_eq!(retries, 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_database_files_give_clear_errors_not_panics() {
+    let world = World::start(Behaviour::fast()).await;
+    let garbage = world.write("garbage.db", &"this is not a database\n".repeat(200));
+    let run = world.run(&["--db", path_str(&garbage), "status"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("not a bpsms database"),
+        "{}",
+        run.stderr
+    );
+
+    let missing = world.dir.path().join("missing.db");
+    let run = world
+        .run(&["--db", path_str(&missing), "export", "--campaign", "x"])
+        .await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("no database at"), "{}", run.stderr);
+
+    let no_folder = world.dir.path().join("no/such/folder/x.db");
+    let csv = world.write("r.csv", &recipients(3));
+    let mut args = vec!["--db", path_str(&no_folder)];
+    args.extend(send_args("x", path_str(&csv), "100"));
+    let run = world.run(&args).await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("folder exists"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_database_is_reported_and_nothing_is_sent() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(5));
+    world
+        .run(&[
+            "import",
+            "--campaign",
+            "locked",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi",
+        ])
+        .await
+        .assert_code(0);
+    // Another program holds the write lock for the whole run.
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}", world.db.display()))
+        .await
+        .expect("open the database");
+    let mut holder = pool.acquire().await.expect("connection");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let run = world.run(&["send", "--campaign", "locked"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("locked by another process"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(world.stats().send_requests, 0);
+    sqlx::query("ROLLBACK")
+        .execute(&mut *holder)
+        .await
+        .expect("unlock");
+}
+
+/// Mounts a tmpfs of `kib` KiB at `dir`, if this machine lets us.
+fn mount_tmpfs(dir: &Path, kib: u64) -> bool {
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+fn resize_tmpfs(dir: &Path, kib: u64) -> bool {
+    Command::new("mount")
+        .args(["-o", &format!("remount,size={kib}k")])
+        .arg(dir)
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_once_space_is_back() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(3000));
+    // A small filesystem where one can be mounted; otherwise SQLite's own
+    // page limit plays the full disk.
+    let mount_dir = world.dir.path().join("small");
+    std::fs::create_dir(&mount_dir).expect("mount point");
+    let mounted = mount_tmpfs(&mount_dir, 64 * 1024);
+    let db = if mounted {
+        mount_dir.join("bpsms.db")
+    } else {
+        world.db.clone()
+    };
+    world
+        .run(&[
+            "--db",
+            path_str(&db),
+            "import",
+            "--campaign",
+            "full",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hello {{first_name}}, your order is on its way",
+        ])
+        .await
+        .assert_code(0);
+    let folder = db.parent().expect("database folder");
+    let size_kib = std::fs::read_dir(folder)
+        .expect("list the database folder")
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|meta| meta.len() / 1024 + 4)
+        .sum::<u64>();
+    if mounted {
+        assert!(
+            resize_tmpfs(&mount_dir, size_kib + 96),
+            "shrink the filesystem"
+        );
+    }
+    let pages = (std::fs::metadata(&db).expect("db size").len() / 4096 + 8).to_string();
+    let mut first = world.command(&[
+        "--db",
+        path_str(&db),
+        "send",
+        "--campaign",
+        "full",
+        "--rate",
+        "100000",
+        "--poll-delay",
+        "300ms",
+    ]);
+    if !mounted {
+        first.env("BPSMS_SQLITE_MAX_PAGE_COUNT", &pages);
+    }
+    let run = world.run_command(first).await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("disk is full"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let sent_before = world.ledger().len();
+    assert!(sent_before < 3000, "the run stopped before the end");
+
+    if mounted {
+        assert!(resize_tmpfs(&mount_dir, 64 * 1024), "grow the filesystem");
+    }
+    let resumed = world
+        .run(&[
+            "--db",
+            path_str(&db),
+            "send",
+            "--campaign",
+            "full",
+            "--rate",
+            "100000",
+            "--poll-delay",
+            "300ms",
+        ])
+        .await;
+    resumed.assert_code(0);
+    let export = world
+        .run(&["--db", path_str(&db), "export", "--campaign", "full"])
+        .await;
+    export.assert_code(0);
+    let rows = crate::harness::parse_csv(&export.stdout);
+    assert_eq!(rows.len(), 3000);
+    assert!(rows
+        .iter()
+        .all(|r| matches!(r["state"].as_str(), "delivered" | "failed" | "unknown")));
+    assert!(sends_per_recipient(&world.ledger())
+        .values()
+        .all(|&n| n == 1));
+    if mounted {
+        let _ = Command::new("umount").arg(&mount_dir).output();
+    }
+}
