@@ -336,3 +336,46 @@ async fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_once_space_is_bac
         let _ = Command::new("umount").arg(&mount_dir).output();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_database_is_reported_and_nothing_is_sent() {
+    let world = World::start(Behaviour::fast()).await;
+    let mount_dir = world.dir.path().join("ro");
+    std::fs::create_dir(&mount_dir).expect("mount point");
+    // Root ignores file permissions; a read-only mount stops even root.
+    if !mount_tmpfs(&mount_dir, 8 * 1024) {
+        eprintln!("skipped: this machine cannot mount a tmpfs");
+        return;
+    }
+    let db = mount_dir.join("bpsms.db");
+    let csv = world.write("r.csv", &recipients(5));
+    world
+        .run(&[
+            "--db",
+            path_str(&db),
+            "import",
+            "--campaign",
+            "ro",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi",
+        ])
+        .await
+        .assert_code(0);
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&mount_dir)
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(remounted, "remount read-only");
+    let run = world
+        .run(&["--db", path_str(&db), "send", "--campaign", "ro"])
+        .await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("writable"), "{}", run.stderr);
+    assert_eq!(world.stats().send_requests, 0);
+    let _ = Command::new("umount").arg(&mount_dir).output();
+}
