@@ -92,6 +92,9 @@ pub async fn run(
         poll_delay: settings.campaign.poll_delay,
         track_for: settings.campaign.track_for,
         on_ambiguous: policy,
+        max_attempts: i64::from(settings.max_attempts),
+        breaker_window: settings.breaker_window as usize,
+        breaker_threshold: settings.breaker_threshold,
     });
     let sending_done = Arc::new(AtomicBool::new(false));
     let sending = {
@@ -178,7 +181,9 @@ impl From<SendError> for RunError {
         match error {
             SendError::Fatal(fatal) => RunError::Config(fatal),
             SendError::Store(store) => RunError::Store(store),
-            unreachable @ SendError::Unreachable { .. } => RunError::Unreachable(unreachable),
+            stopped @ (SendError::Unreachable { .. } | SendError::CircuitOpen { .. }) => {
+                RunError::Unreachable(stopped)
+            }
         }
     }
 }

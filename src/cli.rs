@@ -124,6 +124,17 @@ pub struct RunArgs {
     /// Time allowed for a whole request [default: 30s].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
+    /// Send attempts of one message after which an ambiguous answer leaves
+    /// it `unknown`, even under --on-ambiguous retry [default: 5].
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Stop the run when this share of the recent sends failed (0.5 = half)
+    /// [default: 0.5].
+    #[arg(long, value_name = "RATIO")]
+    pub breaker_threshold: Option<f64>,
+    /// How many recent sends the breaker looks at [default: 100].
+    #[arg(long, value_name = "N")]
+    pub breaker_window: Option<u32>,
     /// After Ctrl-C or SIGTERM, how long requests in flight may take to
     /// finish before the process leaves anyway [default: 10s].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]

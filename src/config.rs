@@ -49,6 +49,9 @@ pub struct FileConfig {
     pub on_ambiguous: Option<String>,
     pub connect_timeout: Option<String>,
     pub request_timeout: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub breaker_window: Option<u32>,
+    pub breaker_threshold: Option<f64>,
     /// `MediaUrls` (default) or `MediaURLs` (spec §11 gap 11).
     pub media_key: Option<String>,
     /// Also send `tenant=<host>` in the token request (spec §3.2).
@@ -70,7 +73,14 @@ pub struct Config {
 pub struct RunSettings {
     pub campaign: CampaignSettings,
     pub poll_rate: f64,
+    pub max_attempts: u32,
+    pub breaker_window: u32,
+    pub breaker_threshold: f64,
 }
+
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+pub const DEFAULT_BREAKER_WINDOW: u32 = 100;
+pub const DEFAULT_BREAKER_THRESHOLD: f64 = 0.5;
 
 impl Config {
     /// Reads the config file (if any) and the environment.
@@ -221,6 +231,29 @@ impl Config {
                 "--poll-rate {poll_rate}: give a number of polls per second above 0"
             )));
         }
+        let max_attempts = run
+            .max_attempts
+            .or(file.max_attempts)
+            .unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if max_attempts == 0 {
+            return Err(ConfigError("--max-attempts 0: give at least 1".into()));
+        }
+        let breaker_window = run
+            .breaker_window
+            .or(file.breaker_window)
+            .unwrap_or(DEFAULT_BREAKER_WINDOW);
+        if breaker_window == 0 {
+            return Err(ConfigError("--breaker-window 0: give at least 1".into()));
+        }
+        let breaker_threshold = run
+            .breaker_threshold
+            .or(file.breaker_threshold)
+            .unwrap_or(DEFAULT_BREAKER_THRESHOLD);
+        if !(breaker_threshold > 0.0 && breaker_threshold <= 1.0) {
+            return Err(ConfigError(format!(
+                "--breaker-threshold {breaker_threshold}: give a ratio above 0 and at most 1, e.g. 0.5"
+            )));
+        }
         Ok(RunSettings {
             campaign: CampaignSettings {
                 rate,
@@ -230,6 +263,9 @@ impl Config {
                 on_ambiguous,
             },
             poll_rate,
+            max_attempts,
+            breaker_window,
+            breaker_threshold,
         })
     }
 

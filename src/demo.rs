@@ -59,6 +59,9 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
             on_ambiguous: AmbiguousPolicy::Hold,
         },
         poll_rate: args.rate.max(50.0),
+        max_attempts: crate::config::DEFAULT_MAX_ATTEMPTS,
+        breaker_window: crate::config::DEFAULT_BREAKER_WINDOW,
+        breaker_threshold: crate::config::DEFAULT_BREAKER_THRESHOLD,
     };
     let spec = ImportSpec {
         campaign: "demo".into(),

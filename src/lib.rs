@@ -30,6 +30,7 @@ pub mod domain;
 pub mod import;
 pub mod lease;
 pub mod mock;
+pub mod pacing;
 pub mod progress;
 pub mod recorder;
 pub mod report;

@@ -20,6 +20,9 @@ pub struct Counters {
     pub not_accepted: AtomicU64,
     pub polls: AtomicU64,
     pub finished: AtomicU64,
+    /// The adaptive send rate in milli-messages per second; 0 until the
+    /// first change (then the line shows it).
+    rate_milli: AtomicU64,
 }
 
 impl Counters {
@@ -42,6 +45,12 @@ impl Counters {
         }
     }
 
+    /// Records the current adaptive send rate, for the progress line.
+    pub fn set_rate(&self, rate: f64) {
+        self.rate_milli
+            .store((rate * 1000.0) as u64, Ordering::Relaxed);
+    }
+
     pub fn record_poll(&self, change: &Change) {
         self.polls.fetch_add(1, Ordering::Relaxed);
         let finished = matches!(
@@ -59,8 +68,12 @@ impl Counters {
     fn line(&self, started: Instant) -> String {
         let accepted = self.accepted.load(Ordering::Relaxed);
         let elapsed = started.elapsed().as_secs_f64().max(0.001);
+        let rate = match self.rate_milli.load(Ordering::Relaxed) {
+            0 => String::new(),
+            milli => format!("  rate limit {:.1}/s", milli as f64 / 1000.0),
+        };
         format!(
-            "sent {accepted} ({:.0}/s)  rejected {}  unknown {}  retried {}  polls {}  tracked to final {}",
+            "sent {accepted} ({:.0}/s)  rejected {}  unknown {}  retried {}  polls {}  tracked to final {}{rate}",
             accepted as f64 / elapsed,
             self.rejected.load(Ordering::Relaxed),
             self.unknown.load(Ordering::Relaxed),

@@ -99,9 +99,14 @@ async fn record(
                 Item::Flush(done) => flushes.push(done),
             }
         }
+        let wrote = !changes.is_empty();
         let result = store.apply(&changes, now_ms()).await;
         changes.clear();
-        applied.notify_one();
+        // Only real writes wake the workers: a flush alone must not, or an
+        // idle loop that flushes would spin.
+        if wrote {
+            applied.notify_one();
+        }
         for done in flushes.drain(..) {
             let _ = done.send(());
         }

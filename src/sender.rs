@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,16 +21,15 @@ use tokio_util::task::TaskTracker;
 use crate::api::{ApiClient, FatalError, SendOutcome};
 use crate::clock::now_ms;
 use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, RemoteStatus};
+use crate::pacing::{AdaptiveRate, Backoff, CircuitBreaker};
 use crate::progress::Counters;
 use crate::recorder::Recorder;
 use crate::store::{Change, ClaimedMessage, Store, StoreError};
 
-/// Send attempts after which an ambiguous answer leaves a message `unknown`
-/// even under `--on-ambiguous retry`.
-pub const MAX_ATTEMPTS: i64 = 5;
 /// Consecutive "could not connect" answers after which the run stops.
 const MAX_CONSECUTIVE_UNREACHABLE: u32 = 8;
-/// Back-off after a 429 without `Retry-After`, and its cap.
+/// Back-off after a 429 without `Retry-After` or a failed connection, and its
+/// cap.
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
@@ -45,6 +46,13 @@ pub struct SendContext {
     pub poll_delay: Duration,
     pub track_for: Duration,
     pub on_ambiguous: AmbiguousPolicy,
+    /// Send attempts after which an ambiguous answer leaves a message
+    /// `unknown` even under `--on-ambiguous retry`.
+    pub max_attempts: i64,
+    /// Recent sends the circuit breaker looks at, and the error ratio that
+    /// trips it.
+    pub breaker_window: usize,
+    pub breaker_threshold: f64,
 }
 
 /// Why the send loop stopped early.
@@ -54,6 +62,15 @@ pub enum SendError {
     Fatal(#[from] FatalError),
     #[error("the API is unreachable ({detail}); the campaign is saved, run the same command again to resume")]
     Unreachable { detail: String },
+    #[error(
+        "stopped: {percent:.0}% of the last {window} sends failed (last: {detail}); the campaign is \
+         saved. Check the tenant's status, then run the same command again to resume"
+    )]
+    CircuitOpen {
+        percent: f64,
+        window: usize,
+        detail: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -73,18 +90,23 @@ struct Shared {
     limiter: DefaultDirectRateLimiter,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
-    /// Pauses every request until this instant (429, unreachable API).
-    pause_until: Mutex<Instant>,
-    backoff: Mutex<Backoff>,
+    /// Pacing state shared by the loop and the request tasks.
+    pacing: Mutex<Pacing>,
     /// The first error that must stop the run.
     stop: std::sync::Mutex<Option<SendError>>,
     stopped: CancellationToken,
 }
 
-#[derive(Default)]
-struct Backoff {
-    next: Option<Duration>,
+struct Pacing {
+    /// No request leaves before this instant (429, unreachable API).
+    pause_until: Instant,
+    /// The next free slot of the adaptive rate.
+    next_slot: Instant,
+    rate: AdaptiveRate,
+    backoff: Backoff,
+    breaker: CircuitBreaker,
     unreachable_in_a_row: u32,
+    rng: SmallRng,
 }
 
 /// The loop's private state between steps.
@@ -106,14 +128,22 @@ impl Sender {
         // waits little for its turn.
         let batch = ((rate * 0.05).ceil() as usize).clamp(1, 256);
         let permits = Arc::new(Semaphore::new(ctx.concurrency.max(1) as usize));
+        let breaker = CircuitBreaker::new(ctx.breaker_window, ctx.breaker_threshold);
         Sender {
             shared: Arc::new(Shared {
                 ctx,
                 limiter: RateLimiter::direct(quota),
                 permits,
                 tasks: TaskTracker::new(),
-                pause_until: Mutex::new(Instant::now()),
-                backoff: Mutex::new(Backoff::default()),
+                pacing: Mutex::new(Pacing {
+                    pause_until: Instant::now(),
+                    next_slot: Instant::now(),
+                    rate: AdaptiveRate::new(rate, std::time::Instant::now()),
+                    backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
+                    breaker,
+                    unreachable_in_a_row: 0,
+                    rng: SmallRng::from_os_rng(),
+                }),
                 stop: std::sync::Mutex::new(None),
                 stopped: CancellationToken::new(),
             }),
@@ -147,8 +177,9 @@ impl Sender {
         }
         // Wait for our turn while the message is still in `claimed`: if the
         // run stops during the wait, it goes back to `pending`, not `unknown`.
-        let pause = *shared.pause_until.lock().await;
-        tokio::time::sleep_until(pause).await;
+        let turn = shared.next_turn().await;
+        tokio::time::sleep_until(turn).await;
+        // The configured rate is a hard ceiling whatever the adaptive rate.
         shared.limiter.until_ready().await;
         let Some(message) = self.claimed.pop_front() else {
             return Ok(Step::Dispatched);
@@ -316,7 +347,7 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
         SendOutcome::Ambiguous { detail } => {
             // At least once, but not forever: after MAX_ATTEMPTS the operator
             // decides, as under `hold`.
-            let policy = if message.attempts >= MAX_ATTEMPTS {
+            let policy = if message.attempts >= ctx.max_attempts {
                 AmbiguousPolicy::Hold
             } else {
                 ctx.on_ambiguous
@@ -334,33 +365,85 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
 }
 
 impl Shared {
+    /// When the next request may leave: after any pause, one adaptive-rate
+    /// interval after the previous one.
+    async fn next_turn(&self) -> Instant {
+        let mut pacing = self.pacing.lock().await;
+        let interval = Duration::from_secs_f64(1.0 / pacing.rate.current());
+        let turn = Instant::now().max(pacing.pause_until).max(pacing.next_slot);
+        pacing.next_slot = turn + interval;
+        turn
+    }
+
     /// Adjusts pacing after an answer, and stops the run when it must.
     async fn after_answer(&self, outcome: &SendOutcome) {
+        let mut pacing = self.pacing.lock().await;
+        let now = Instant::now();
+        let is_error = matches!(
+            outcome,
+            SendOutcome::Ambiguous { .. }
+                | SendOutcome::NotAccepted {
+                    rate_limited: false,
+                    ..
+                }
+        );
         match outcome {
             SendOutcome::NotAccepted {
                 rate_limited,
                 retry_after,
                 detail,
             } => {
-                let mut backoff = self.backoff.lock().await;
-                let wait = retry_after.unwrap_or_else(|| backoff.grow());
-                if !rate_limited {
-                    backoff.unreachable_in_a_row += 1;
-                    if backoff.unreachable_in_a_row >= MAX_CONSECUTIVE_UNREACHABLE {
+                let Pacing { backoff, rng, .. } = &mut *pacing;
+                let wait = retry_after.unwrap_or_else(|| backoff.next_wait(rng));
+                if *rate_limited {
+                    if let Some(rate) = pacing.rate.on_rate_limited(now.into_std()) {
+                        self.ctx.counters.set_rate(rate);
+                        tracing::warn!("HTTP 429: send rate lowered to {rate:.1}/s");
+                    }
+                } else {
+                    pacing.unreachable_in_a_row += 1;
+                    if pacing.unreachable_in_a_row >= MAX_CONSECUTIVE_UNREACHABLE {
                         self.stop_with(SendError::Unreachable {
                             detail: detail.clone(),
                         });
                     }
                 }
-                drop(backoff);
                 tracing::warn!("not accepted ({detail}); pausing sends for {wait:?}");
-                let mut pause = self.pause_until.lock().await;
-                *pause = (*pause).max(Instant::now() + wait);
+                pacing.pause_until = pacing.pause_until.max(now + wait);
             }
             SendOutcome::Fatal(error) => self.stop_with(SendError::Fatal(error.clone())),
-            _ => {
-                let mut backoff = self.backoff.lock().await;
-                *backoff = Backoff::default();
+            SendOutcome::Accepted { .. } => {
+                pacing.backoff.reset();
+                pacing.unreachable_in_a_row = 0;
+                if let Some(rate) = pacing.rate.on_accepted(now.into_std()) {
+                    self.ctx.counters.set_rate(rate);
+                    tracing::info!("send rate back up to {rate:.1}/s");
+                }
+            }
+            SendOutcome::Rejected { .. } | SendOutcome::Ambiguous { .. } => {
+                pacing.unreachable_in_a_row = 0;
+            }
+        }
+        if !matches!(
+            outcome,
+            SendOutcome::Fatal(_)
+                | SendOutcome::NotAccepted {
+                    rate_limited: true,
+                    ..
+                }
+        ) {
+            if let Some(ratio) = pacing.breaker.record(is_error) {
+                let detail = match outcome {
+                    SendOutcome::Ambiguous { detail } | SendOutcome::NotAccepted { detail, .. } => {
+                        detail.clone()
+                    }
+                    _ => String::new(),
+                };
+                self.stop_with(SendError::CircuitOpen {
+                    percent: ratio * 100.0,
+                    window: pacing.breaker.window(),
+                    detail,
+                });
             }
         }
     }
@@ -370,15 +453,6 @@ impl Shared {
             stop.get_or_insert(error);
         }
         self.stopped.cancel();
-    }
-}
-
-impl Backoff {
-    /// The next wait: doubling from [`BACKOFF_START`] to [`BACKOFF_CAP`].
-    fn grow(&mut self) -> Duration {
-        let wait = self.next.unwrap_or(BACKOFF_START);
-        self.next = Some((wait * 2).min(BACKOFF_CAP));
-        wait
     }
 }
 
@@ -431,6 +505,9 @@ mod tests {
             poll_delay: Duration::from_secs(15),
             track_for: Duration::from_secs(3600),
             on_ambiguous: policy,
+            max_attempts: 5,
+            breaker_window: 100,
+            breaker_threshold: 0.5,
         };
         (ctx, dir)
     }
@@ -511,7 +588,7 @@ mod tests {
             }
         ));
         let worn_out = ClaimedMessage {
-            attempts: MAX_ATTEMPTS,
+            attempts: 5,
             ..message(MessageKind::Sms)
         };
         assert!(matches!(
@@ -539,12 +616,5 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap() {
-        let mut backoff = Backoff::default();
-        let waits: Vec<u64> = (0..8).map(|_| backoff.grow().as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
     }
 }

@@ -160,11 +160,14 @@ async fn idle_wait(
     // Read the flag before the schedule: the sender sets it only after its
     // last accepted message is written, so nothing can slip between.
     let done_sending = sending_done.load(Ordering::Acquire);
-    if tasks.is_empty() {
+    // Decide on one reading of "no poll in flight": a poll finishing after
+    // it must not be mistaken for one whose answer is already written.
+    let no_polls_in_flight = tasks.is_empty();
+    if no_polls_in_flight {
         ctx.recorder.flush().await;
     }
     let next = ctx.store.next_poll_at(ctx.campaign_id).await?;
-    if next.is_none() && tasks.is_empty() && done_sending {
+    if next.is_none() && no_polls_in_flight && done_sending {
         return Ok(false);
     }
     let wait = match next {

@@ -98,6 +98,10 @@ pub struct MockArgs {
     #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
     pub fault_403: f64,
 
+    /// Answer the first N Send requests with 429 (a burst of rate limiting).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub fault_429_first: u64,
+
     /// Fraction (0..1) of Sends that are accepted and recorded but answered
     /// only after --slow-delay (longer than a client's request timeout).
     #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = parse_ratio)]
@@ -169,6 +173,7 @@ impl MockArgs {
             fault_503: self.fault_503,
             fault_429: self.fault_429,
             fault_403: self.fault_403,
+            fault_429_first: self.fault_429_first,
             fault_slow: self.fault_slow,
             slow_delay: self.slow_delay,
             retry_after,
@@ -236,6 +241,8 @@ pub struct Behaviour {
     pub fault_429: f64,
     /// Fraction of Sends answered 403 "privilege not granted" (not accepted).
     pub fault_403: f64,
+    /// The first this many Sends are answered 429.
+    pub fault_429_first: u64,
     /// Fraction of Sends accepted but answered only after `slow_delay`.
     pub fault_slow: f64,
     /// Delay of a slow answer.
@@ -271,6 +278,7 @@ impl fmt::Debug for Behaviour {
             .field("fault_503", &self.fault_503)
             .field("fault_429", &self.fault_429)
             .field("fault_403", &self.fault_403)
+            .field("fault_429_first", &self.fault_429_first)
             .field("fault_slow", &self.fault_slow)
             .field("slow_delay", &self.slow_delay)
             .field("retry_after", &self.retry_after)
@@ -306,6 +314,7 @@ impl Default for Behaviour {
             fault_503: 0.0,
             fault_429: 0.0,
             fault_403: 0.0,
+            fault_429_first: 0,
             fault_slow: 0.0,
             slow_delay: Duration::from_secs(35),
             retry_after: RetryAfter::Seconds(1),

@@ -157,10 +157,14 @@ fn pick<T: Copy>(draw: f64, slices: &[(f64, T)]) -> Option<T> {
 }
 
 async fn send_message(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
-    state.count(Counter::SendRequests);
+    let number = state.count_send_request();
     // Gateway-level faults come before authentication, as an nginx front
     // end or a rate limiter would answer them.
-    let fault = draw_send_fault(&state);
+    let fault = if number <= state.behaviour().fault_429_first {
+        SendFault::TooMany
+    } else {
+        draw_send_fault(&state)
+    };
     match fault {
         SendFault::Status500 | SendFault::Status502 | SendFault::Status503 => {
             state.count(Counter::FaultsInjected);

@@ -91,7 +91,6 @@ struct Counters {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Counter {
     TokenRequests,
-    SendRequests,
     SendsAccepted,
     GetRequests,
     FaultsInjected,
@@ -219,11 +218,19 @@ impl SimState {
         serde_json::to_vec(&entries)
     }
 
+    /// Counts a Send request and returns its number (1 for the first).
+    pub(crate) fn count_send_request(&self) -> u64 {
+        self.shared
+            .counters
+            .send_requests
+            .fetch_add(1, Ordering::Relaxed)
+            + 1
+    }
+
     pub(crate) fn count(&self, counter: Counter) {
         let c = &self.shared.counters;
         let atomic = match counter {
             Counter::TokenRequests => &c.token_requests,
-            Counter::SendRequests => &c.send_requests,
             Counter::SendsAccepted => &c.sends_accepted,
             Counter::GetRequests => &c.get_requests,
             Counter::FaultsInjected => &c.faults_injected,

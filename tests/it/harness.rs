@@ -144,3 +144,12 @@ pub fn sends_per_recipient(ledger: &[LedgerEntry]) -> HashMap<String, usize> {
     }
     counts
 }
+
+impl World {
+    /// A read-only connection to the database, for checks between runs.
+    pub async fn read_db(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", self.db.display()))
+            .await
+            .expect("open the database read-only")
+    }
+}

@@ -1,0 +1,238 @@
+//! How fast to send when the API pushes back: the adaptive rate (AIMD), the
+//! back-off with full jitter, and the circuit breaker. Pure state machines:
+//! time comes in as an argument, so they are tested without sleeping.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+/// Never slow below this share of `--rate` on 429s.
+const FLOOR_SHARE: f64 = 0.02;
+/// Each second without a 429 adds this share of `--rate` back.
+const CLIMB_SHARE_PER_SECOND: f64 = 0.05;
+/// 429s closer together than this count as one signal (answers to requests
+/// that were already in flight when the first one came).
+const DECREASE_SPACING: Duration = Duration::from_millis(500);
+
+/// Additive-increase, multiplicative-decrease send rate, never above the
+/// configured ceiling.
+#[derive(Debug, Clone)]
+pub struct AdaptiveRate {
+    ceiling: f64,
+    current: f64,
+    last_change: Instant,
+    last_decrease: Option<Instant>,
+}
+
+impl AdaptiveRate {
+    pub fn new(ceiling: f64, now: Instant) -> Self {
+        AdaptiveRate {
+            ceiling,
+            current: ceiling,
+            last_change: now,
+            last_decrease: None,
+        }
+    }
+
+    /// Messages per second right now.
+    pub fn current(&self) -> f64 {
+        self.current
+    }
+
+    pub fn ceiling(&self) -> f64 {
+        self.ceiling
+    }
+
+    /// The API answered 429: halve the rate (once per burst). Returns the
+    /// new rate when it changed.
+    pub fn on_rate_limited(&mut self, now: Instant) -> Option<f64> {
+        if self
+            .last_decrease
+            .is_some_and(|at| now.saturating_duration_since(at) < DECREASE_SPACING)
+        {
+            return None;
+        }
+        let floor = self.ceiling * FLOOR_SHARE;
+        self.current = (self.current / 2.0).max(floor);
+        self.last_decrease = Some(now);
+        self.last_change = now;
+        Some(self.current)
+    }
+
+    /// A message was accepted: climb back toward the ceiling, slowly.
+    /// Returns the new rate when it changed.
+    pub fn on_accepted(&mut self, now: Instant) -> Option<f64> {
+        if self.current >= self.ceiling {
+            self.last_change = now;
+            return None;
+        }
+        let seconds = now
+            .saturating_duration_since(self.last_change)
+            .as_secs_f64();
+        if seconds < 1.0 {
+            return None;
+        }
+        self.current =
+            (self.current + self.ceiling * CLIMB_SHARE_PER_SECOND * seconds).min(self.ceiling);
+        self.last_change = now;
+        Some(self.current)
+    }
+}
+
+/// Exponential back-off with full jitter: the n-th wait is uniform in
+/// `0..=min(cap, base * 2^n)`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Backoff {
+            base,
+            cap,
+            failures: 0,
+        }
+    }
+
+    /// The ceiling of the next wait (before jitter).
+    pub fn ceiling(&self) -> Duration {
+        self.base
+            .saturating_mul(1u32 << self.failures.min(20))
+            .min(self.cap)
+    }
+
+    /// The next wait, jittered; counts a failure.
+    pub fn next_wait(&mut self, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling();
+        self.failures = self.failures.saturating_add(1);
+        ceiling.mul_f64(rng.random::<f64>())
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Trips when too many of the recent sends failed.
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    window: usize,
+    threshold: f64,
+    recent: VecDeque<bool>,
+    errors: usize,
+}
+
+impl CircuitBreaker {
+    /// `threshold` is a ratio (0.5 = half); it only trips once `window`
+    /// sends have been seen.
+    pub fn new(window: usize, threshold: f64) -> Self {
+        CircuitBreaker {
+            window: window.max(1),
+            threshold,
+            recent: VecDeque::with_capacity(window.max(1)),
+            errors: 0,
+        }
+    }
+
+    /// Records one send; returns the error ratio when the breaker trips.
+    pub fn record(&mut self, is_error: bool) -> Option<f64> {
+        if self.recent.len() == self.window && self.recent.pop_front() == Some(true) {
+            self.errors -= 1;
+        }
+        self.recent.push_back(is_error);
+        if is_error {
+            self.errors += 1;
+        }
+        let ratio = self.errors as f64 / self.recent.len() as f64;
+        (self.recent.len() == self.window && ratio >= self.threshold).then_some(ratio)
+    }
+
+    pub fn window(&self) -> usize {
+        self.window
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn rate_halves_on_429_once_per_burst_and_climbs_back_slowly() {
+        let start = Instant::now();
+        let mut rate = AdaptiveRate::new(100.0, start);
+        assert_eq!(rate.on_rate_limited(start), Some(50.0));
+        // Answers of requests already in flight: one signal.
+        assert_eq!(
+            rate.on_rate_limited(start + Duration::from_millis(100)),
+            None
+        );
+        assert_eq!(
+            rate.on_rate_limited(start + Duration::from_millis(600)),
+            Some(25.0)
+        );
+        // Not within a second…
+        assert_eq!(rate.on_accepted(start + Duration::from_millis(900)), None);
+        // …then 5 % of the ceiling per second.
+        assert_eq!(
+            rate.on_accepted(start + Duration::from_millis(1600)),
+            Some(30.0)
+        );
+        let later = start + Duration::from_secs(100);
+        assert_eq!(rate.on_accepted(later), Some(100.0));
+        assert_eq!(rate.on_accepted(later + Duration::from_secs(5)), None);
+        assert!(rate.current() <= rate.ceiling());
+    }
+
+    #[test]
+    fn rate_never_falls_below_its_floor() {
+        let start = Instant::now();
+        let mut rate = AdaptiveRate::new(10.0, start);
+        for i in 0..50 {
+            rate.on_rate_limited(start + Duration::from_secs(i));
+        }
+        assert!((rate.current() - 0.2).abs() < 1e-9, "{}", rate.current());
+    }
+
+    #[test]
+    fn backoff_is_jittered_under_a_doubling_ceiling() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut ceilings = Vec::new();
+        for _ in 0..8 {
+            let ceiling = backoff.ceiling();
+            let wait = backoff.next_wait(&mut rng);
+            assert!(wait <= ceiling);
+            ceilings.push(ceiling.as_secs());
+        }
+        assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 60, 60]);
+        backoff.reset();
+        assert_eq!(backoff.ceiling(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn breaker_trips_on_the_error_ratio_of_a_full_window() {
+        let mut breaker = CircuitBreaker::new(10, 0.5);
+        for _ in 0..4 {
+            assert_eq!(breaker.record(true), None, "window not full yet");
+        }
+        for _ in 0..5 {
+            assert_eq!(breaker.record(false), None);
+        }
+        assert_eq!(breaker.record(true), Some(0.5));
+        // Old errors slide out of the window.
+        let mut calm = CircuitBreaker::new(4, 0.5);
+        for outcome in [true, true, false, false, false, false] {
+            calm.record(outcome);
+        }
+        assert_eq!(calm.record(true), None);
+    }
+}
