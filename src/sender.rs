@@ -124,9 +124,9 @@ impl Sender {
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::MIN);
-        // Claim about 50 ms worth of messages at a time, so a claimed message
+        // Claim about 10 ms worth of messages at a time, so a claimed message
         // waits little for its turn.
-        let batch = ((rate * 0.05).ceil() as usize).clamp(1, 256);
+        let batch = ((rate * 0.01).ceil() as usize).clamp(1, 64);
         let permits = Arc::new(Semaphore::new(ctx.concurrency.max(1) as usize));
         let breaker = CircuitBreaker::new(ctx.breaker_window, ctx.breaker_threshold);
         Sender {
@@ -162,6 +162,13 @@ impl Sender {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Corrupt("send permits closed".into()))?;
+        // Wait for our turn before claiming: a message is `sending` only
+        // for the moment before its request leaves, which keeps the window
+        // of messages a crash leaves `unknown` close to those in flight.
+        let turn = shared.next_turn().await;
+        tokio::time::sleep_until(turn).await;
+        // The configured rate is a hard ceiling whatever the adaptive rate.
+        shared.limiter.until_ready().await;
         if self.claimed.is_empty() {
             let want = self.batch.min(1 + shared.permits.available_permits());
             let claimed = shared
@@ -175,12 +182,6 @@ impl Sender {
             drop(permit);
             return Ok(self.wait_for_work().await);
         }
-        // Wait for our turn while the message is still in `claimed`: if the
-        // run stops during the wait, it goes back to `pending`, not `unknown`.
-        let turn = shared.next_turn().await;
-        tokio::time::sleep_until(turn).await;
-        // The configured rate is a hard ceiling whatever the adaptive rate.
-        shared.limiter.until_ready().await;
         let Some(message) = self.claimed.pop_front() else {
             return Ok(Step::Dispatched);
         };
