@@ -28,6 +28,8 @@ use crate::store::{Change, ClaimedMessage, Store, StoreError};
 
 /// Consecutive "could not connect" answers after which the run stops.
 const MAX_CONSECUTIVE_UNREACHABLE: u32 = 8;
+/// The resolution of tokio's timers.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 /// Back-off after a 429 without `Retry-After` or a failed connection, and its
 /// cap.
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -166,7 +168,11 @@ impl Sender {
         // for the moment before its request leaves, which keeps the window
         // of messages a crash leaves `unknown` close to those in flight.
         let turn = shared.next_turn().await;
-        tokio::time::sleep_until(turn).await;
+        // Timers tick in milliseconds: a turn less than one tick away is
+        // taken now (the slots still add up to the rate over any second).
+        if turn > Instant::now() + TIMER_TICK {
+            tokio::time::sleep_until(turn).await;
+        }
         // The configured rate is a hard ceiling whatever the adaptive rate.
         shared.limiter.until_ready().await;
         if self.claimed.is_empty() {
