@@ -94,6 +94,17 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// Opens the database a previous command created; never creates one.
+async fn open_existing_store(config: &Config) -> Result<Store, Failure> {
+    if !config.db.exists() {
+        return Err(Failure::usage(anyhow!(
+            "no database at {}; pass --db PATH (or set BPSMS_DB) to the file a send created",
+            config.db.display()
+        )));
+    }
+    open_store(config).await
+}
+
 async fn open_store(config: &Config) -> Result<Store, Failure> {
     Store::open(&config.db).await.map_err(Failure::runtime)
 }
@@ -304,13 +315,7 @@ fn print_import(name: &str, report: &ImportReport) {
 }
 
 async fn status(config: &Config, args: StatusArgs) -> Result<u8, Failure> {
-    if !config.db.exists() {
-        return Err(Failure::usage(anyhow!(
-            "no database at {}; pass --db PATH (or set BPSMS_DB) to the file a send created",
-            config.db.display()
-        )));
-    }
-    let store = open_store(config).await?;
+    let store = open_existing_store(config).await?;
     let campaigns = match &args.campaign {
         Some(name) => vec![find(&store, config, name).await?],
         None => store.list_campaigns().await?,
@@ -326,13 +331,7 @@ async fn status(config: &Config, args: StatusArgs) -> Result<u8, Failure> {
 }
 
 async fn export(config: &Config, args: ExportArgs) -> Result<u8, Failure> {
-    if !config.db.exists() {
-        return Err(Failure::usage(anyhow!(
-            "no database at {}; pass --db PATH (or set BPSMS_DB)",
-            config.db.display()
-        )));
-    }
-    let store = open_store(config).await?;
+    let store = open_existing_store(config).await?;
     let campaign = find(&store, config, &args.campaign).await?;
     match &args.out {
         Some(path) => {
@@ -411,13 +410,7 @@ async fn watch_signals(cancel: CancellationToken, grace: Duration) {
 }
 
 async fn retry(config: &Config, args: RetryArgs) -> Result<u8, Failure> {
-    if !config.db.exists() {
-        return Err(Failure::usage(anyhow!(
-            "no database at {}; pass --db PATH (or set BPSMS_DB)",
-            config.db.display()
-        )));
-    }
-    let store = open_store(config).await?;
+    let store = open_existing_store(config).await?;
     let campaign = find(&store, config, &args.campaign).await?;
     let state = match args.state {
         RetryState::Unknown => MessageState::Unknown,

@@ -6,26 +6,7 @@ use std::time::Duration;
 
 use bpsms::mock::{Behaviour, RetryAfter};
 
-use crate::harness::{path_str, recipients, sends_per_recipient, World, FROM};
-
-fn send_args<'a>(campaign: &'a str, csv: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "send",
-        "--campaign",
-        campaign,
-        "--csv",
-        csv,
-        "--from",
-        FROM,
-        "--body",
-        "Hi {{first_name}}",
-    ];
-    args.extend_from_slice(extra);
-    if !extra.contains(&"--poll-delay") {
-        args.extend(["--poll-delay", "300ms"]);
-    }
-    args
-}
+use crate::harness::{path_str, recipients, send_args, sends_per_recipient, World};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fault_mix_campaign_completes_and_reconciles_exactly_with_the_ledger() {

@@ -153,3 +153,25 @@ impl World {
             .expect("open the database read-only")
     }
 }
+
+/// The arguments of `bpsms send` for a test campaign: the fixed sender and a
+/// body template, then `extra`; a `--poll-delay` there replaces the default
+/// 300ms.
+pub fn send_args<'a>(campaign: &'a str, csv: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "send",
+        "--campaign",
+        campaign,
+        "--csv",
+        csv,
+        "--from",
+        FROM,
+        "--body",
+        "Hello {{first_name}}",
+    ];
+    args.extend_from_slice(extra);
+    if !extra.contains(&"--poll-delay") {
+        args.extend(["--poll-delay", "300ms"]);
+    }
+    args
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bpsms::mock::Behaviour;
 
-use crate::harness::{path_str, recipients, sends_per_recipient, World, FROM};
+use crate::harness::{path_str, recipients, send_args, sends_per_recipient, World, FROM};
 
 /// Flags that make a campaign run fast against `Behaviour::fast()`.
 const FAST: [&str; 6] = [
@@ -17,22 +17,6 @@ const FAST: [&str; 6] = [
     "--poll-delay",
     "300ms",
 ];
-
-fn send_args<'a>(campaign: &'a str, csv: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "send",
-        "--campaign",
-        campaign,
-        "--csv",
-        csv,
-        "--from",
-        FROM,
-        "--body",
-        "Hello {{first_name}}",
-    ];
-    args.extend_from_slice(extra);
-    args
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_recipients_reconcile_one_for_one_with_the_ledger() {
@@ -140,15 +124,18 @@ async fn the_token_is_refreshed_when_its_lifetime_ends_mid_campaign() {
     })
     .await;
     let csv = world.write("r.csv", &recipients(300));
-    let mut args = send_args("tokens", path_str(&csv), &[]);
-    args.extend([
-        "--rate",
-        "150",
-        "--concurrency",
-        "8",
-        "--poll-delay",
-        "300ms",
-    ]);
+    let args = send_args(
+        "tokens",
+        path_str(&csv),
+        &[
+            "--rate",
+            "150",
+            "--concurrency",
+            "8",
+            "--poll-delay",
+            "300ms",
+        ],
+    );
     world.run(&args).await.assert_code(0);
     let stats = world.stats();
     assert!(stats.token_requests >= 2, "token refreshed: {stats:?}");
@@ -189,15 +176,18 @@ async fn tracking_window_expiry_keeps_the_last_status() {
     })
     .await;
     let csv = world.write("r.csv", &recipients(20));
-    let mut args = send_args("expiry", path_str(&csv), &[]);
-    args.extend([
-        "--rate",
-        "1000",
-        "--poll-delay",
-        "200ms",
-        "--track-for",
-        "1s",
-    ]);
+    let args = send_args(
+        "expiry",
+        path_str(&csv),
+        &[
+            "--rate",
+            "1000",
+            "--poll-delay",
+            "200ms",
+            "--track-for",
+            "1s",
+        ],
+    );
     world.run(&args).await.assert_code(0);
     let rows = world.export("expiry").await;
     for row in &rows {
@@ -216,15 +206,18 @@ async fn a_message_is_polled_before_it_can_expire() {
     let world = World::start(Behaviour::fast()).await;
     let csv = world.write("r.csv", &recipients(5));
     // The window is shorter than the first poll delay: the first Get still happens.
-    let mut args = send_args("short", path_str(&csv), &[]);
-    args.extend([
-        "--rate",
-        "1000",
-        "--poll-delay",
-        "800ms",
-        "--track-for",
-        "100ms",
-    ]);
+    let args = send_args(
+        "short",
+        path_str(&csv),
+        &[
+            "--rate",
+            "1000",
+            "--poll-delay",
+            "800ms",
+            "--track-for",
+            "100ms",
+        ],
+    );
     world.run(&args).await.assert_code(0);
     let stats = world.stats();
     assert!(stats.get_requests >= 5, "{stats:?}");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bpsms::mock::Behaviour;
 
-use crate::harness::{path_str, recipients, sends_per_recipient, World, FROM};
+use crate::harness::{path_str, recipients, send_args, sends_per_recipient, World, FROM};
 
 /// Waits (with a deadline, never a fixed sleep) until `condition` holds.
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -17,35 +17,19 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-fn send_args<'a>(campaign: &'a str, csv: &'a str, rate: &'a str) -> Vec<&'a str> {
-    vec![
-        "send",
-        "--campaign",
-        campaign,
-        "--csv",
-        csv,
-        "--from",
-        FROM,
-        "--body",
-        "Hi {{first_name}}",
-        "--rate",
-        rate,
-        "--poll-delay",
-        "300ms",
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_process_is_refused_then_takes_over_when_the_first_dies() {
     let world = World::start(Behaviour::fast()).await;
     let csv = world.write("r.csv", &recipients(200));
     let mut first = world
-        .command(&send_args("two", path_str(&csv), "20"))
+        .command(&send_args("two", path_str(&csv), &["--rate", "20"]))
         .spawn()
         .expect("start the first runner");
     wait_until("the first runner to send", || !world.ledger().is_empty()).await;
 
-    let refused = world.run(&send_args("two", path_str(&csv), "20")).await;
+    let refused = world
+        .run(&send_args("two", path_str(&csv), &["--rate", "20"]))
+        .await;
     refused.assert_code(1);
     let pid = first.id().to_string();
     assert!(
@@ -63,7 +47,7 @@ async fn a_second_process_is_refused_then_takes_over_when_the_first_dies() {
         .expect("wait");
     // Same host, process gone: the next run takes over at once.
     world
-        .run(&send_args("two", path_str(&csv), "100000"))
+        .run(&send_args("two", path_str(&csv), &["--rate", "100000"]))
         .await
         .assert_code(0);
     let rows = world.export("two").await;
@@ -85,7 +69,7 @@ async fn retry_requeues_a_final_state_as_a_new_attempt() {
     .await;
     let csv = world.write("r.csv", &recipients(20));
     world
-        .run(&send_args("again", path_str(&csv), "100000"))
+        .run(&send_args("again", path_str(&csv), &["--rate", "100000"]))
         .await
         .assert_code(0);
     let first = world.export("again").await;
@@ -172,7 +156,7 @@ async fn broken_database_files_give_clear_errors_not_panics() {
     let no_folder = world.dir.path().join("no/such/folder/x.db");
     let csv = world.write("r.csv", &recipients(3));
     let mut args = vec!["--db", path_str(&no_folder)];
-    args.extend(send_args("x", path_str(&csv), "100"));
+    args.extend(send_args("x", path_str(&csv), &["--rate", "100"]));
     let run = world.run(&args).await;
     run.assert_code(1);
     assert!(run.stderr.contains("folder exists"), "{}", run.stderr);
