@@ -8,11 +8,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, FatalError};
-use crate::clock::now_ms;
+use crate::clock::{duration_ms, now_ms};
 use crate::config::RunSettings;
 use crate::progress::{self, Counters};
 use crate::recorder::Recorder;
-use crate::sender::{duration_ms, SendContext, SendError, Sender};
+use crate::sender::{SendContext, SendError, Sender};
 use crate::store::{Campaign, Store, StoreError};
 use crate::tracker::{self, TrackContext, TrackError};
 
@@ -31,8 +31,9 @@ pub enum RunError {
     /// The configuration is wrong (credentials, privilege, address).
     #[error(transparent)]
     Config(FatalError),
+    /// The API stayed unreachable or the circuit breaker tripped.
     #[error(transparent)]
-    Unreachable(SendError),
+    Stopped(SendError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("another process took this campaign over while this run's heartbeat stalled; this run stopped")]
@@ -143,28 +144,19 @@ pub async fn run(
         }
     };
 
-    let watch_lease = {
-        let stop = stop.clone();
-        async move {
-            tokio::select! {
-                _ = lease_lost.cancelled() => {
-                    stop.cancel();
-                    true
-                }
-                _ = stop.cancelled() => false,
-            }
-        }
+    // Losing the campaign to another process stops both loops.
+    let forward_lease_loss = {
+        let (stop, lease_lost) = (stop.clone(), lease_lost.clone());
+        tokio::spawn(async move {
+            lease_lost.cancelled().await;
+            stop.cancel()
+        })
     };
-    let finished = async {
-        let both = tokio::join!(sending, tracking);
-        // Ends the lease watch once both loops are done.
-        stop.cancel();
-        both
-    };
-    let ((sent, tracked), lost) = tokio::join!(finished, watch_lease);
+    let (sent, tracked) = tokio::join!(sending, tracking);
+    forward_lease_loss.abort();
     drawing.cancel();
     let _ = drawer.await;
-    if lost {
+    if lease_lost.is_cancelled() {
         return Err(RunError::LeaseLost);
     }
     sent?;
@@ -182,7 +174,7 @@ impl From<SendError> for RunError {
             SendError::Fatal(fatal) => RunError::Config(fatal),
             SendError::Store(store) => RunError::Store(store),
             stopped @ (SendError::Unreachable { .. } | SendError::CircuitOpen { .. }) => {
-                RunError::Unreachable(stopped)
+                RunError::Stopped(stopped)
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Wall-clock time as Unix milliseconds. Only the edges of the program call
 //! [`now_ms`]; everything below takes `now` as an argument so tests control it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -21,4 +21,9 @@ pub fn rfc3339(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+/// A duration in whole milliseconds, saturating.
+pub fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

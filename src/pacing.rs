@@ -3,9 +3,21 @@
 //! time comes in as an argument, so they are tested without sleeping.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
+
+/// A token bucket of `rate` per second without bursts: the hard ceiling of
+/// sends and of polls.
+pub fn limiter(rate: f64) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs_f64(1.0 / rate.max(0.001)).max(Duration::from_nanos(1));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
+}
 
 /// Never slow below this share of `--rate` on 429s.
 const FLOOR_SHARE: f64 = 0.02;

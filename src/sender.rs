@@ -6,11 +6,10 @@
 //! cancellation is checked between messages only, so a request that left is
 //! always answered and recorded.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
@@ -19,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{ApiClient, FatalError, SendOutcome};
-use crate::clock::now_ms;
+use crate::clock::{duration_ms, now_ms};
 use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, RemoteStatus};
-use crate::pacing::{AdaptiveRate, Backoff, CircuitBreaker};
+use crate::pacing::{self, AdaptiveRate, Backoff, CircuitBreaker};
 use crate::progress::Counters;
 use crate::recorder::Recorder;
 use crate::store::{Change, ClaimedMessage, Store, StoreError};
@@ -122,10 +121,6 @@ impl Sender {
     pub fn new(ctx: SendContext) -> Sender {
         let rate = ctx.rate.max(0.001);
         // No burst: one request per 1/rate seconds.
-        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
         // Claim about 10 ms worth of messages at a time, so a claimed message
         // waits little for its turn.
         let batch = ((rate * 0.01).ceil() as usize).clamp(1, 64);
@@ -134,7 +129,7 @@ impl Sender {
         Sender {
             shared: Arc::new(Shared {
                 ctx,
-                limiter: RateLimiter::direct(quota),
+                limiter: pacing::limiter(rate),
                 permits,
                 tasks: TaskTracker::new(),
                 pacing: Mutex::new(Pacing {
@@ -184,12 +179,9 @@ impl Sender {
                 .await?;
             self.claimed.extend(claimed);
         }
-        if self.claimed.is_empty() {
+        let Some(message) = self.claimed.pop_front() else {
             drop(permit);
             return Ok(self.wait_for_work().await);
-        }
-        let Some(message) = self.claimed.pop_front() else {
-            return Ok(Step::Dispatched);
         };
         let task_shared = shared.clone();
         shared
@@ -386,14 +378,6 @@ impl Shared {
     async fn after_answer(&self, outcome: &SendOutcome) {
         let mut pacing = self.pacing.lock().await;
         let now = Instant::now();
-        let is_error = matches!(
-            outcome,
-            SendOutcome::Ambiguous { .. }
-                | SendOutcome::NotAccepted {
-                    rate_limited: false,
-                    ..
-                }
-        );
         match outcome {
             SendOutcome::NotAccepted {
                 rate_limited,
@@ -431,25 +415,24 @@ impl Shared {
                 pacing.unreachable_in_a_row = 0;
             }
         }
-        if !matches!(
-            outcome,
-            SendOutcome::Fatal(_)
-                | SendOutcome::NotAccepted {
-                    rate_limited: true,
-                    ..
-                }
-        ) {
-            if let Some(ratio) = pacing.breaker.record(is_error) {
-                let detail = match outcome {
-                    SendOutcome::Ambiguous { detail } | SendOutcome::NotAccepted { detail, .. } => {
-                        detail.clone()
-                    }
-                    _ => String::new(),
-                };
+        // The breaker counts failed sends among answered ones; a 429 is flow
+        // control and a fatal answer stops the run anyway.
+        let sample = match outcome {
+            SendOutcome::Ambiguous { detail }
+            | SendOutcome::NotAccepted {
+                rate_limited: false,
+                detail,
+                ..
+            } => Some(Some(detail)),
+            SendOutcome::Accepted { .. } | SendOutcome::Rejected { .. } => Some(None),
+            SendOutcome::NotAccepted { .. } | SendOutcome::Fatal(_) => None,
+        };
+        if let Some(failure) = sample {
+            if let Some(ratio) = pacing.breaker.record(failure.is_some()) {
                 self.stop_with(SendError::CircuitOpen {
                     percent: ratio * 100.0,
                     window: pacing.breaker.window(),
-                    detail,
+                    detail: failure.cloned().unwrap_or_default(),
                 });
             }
         }
@@ -461,10 +444,6 @@ impl Shared {
         }
         self.stopped.cancel();
     }
-}
-
-pub(crate) fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -8,22 +8,20 @@
 //! poll happens right when the window closes. Polls have their own rate
 //! budget, separate from sends.
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{ApiClient, FatalError, PollOutcome};
-use crate::clock::now_ms;
+use crate::clock::{duration_ms, now_ms};
 use crate::domain::state::{transition, Event, RemoteStatus};
+use crate::pacing;
 use crate::progress::Counters;
 use crate::recorder::Recorder;
-use crate::sender::duration_ms;
 use crate::store::{Change, DueMessage, Store, StoreError};
 
 /// The longest wait between two polls of one message.
@@ -63,11 +61,7 @@ pub async fn run_until_done(
 ) -> Result<(), TrackError> {
     let ctx = Arc::new(ctx);
     let rate = ctx.poll_rate.max(0.001);
-    let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
-    let quota = Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::MIN);
-    let limiter: Arc<DefaultDirectRateLimiter> = Arc::new(RateLimiter::direct(quota));
+    let limiter = Arc::new(pacing::limiter(rate));
     let permits = Arc::new(Semaphore::new(ctx.concurrency.max(1) as usize));
     let tasks = TaskTracker::new();
     let fatal: Arc<std::sync::Mutex<Option<FatalError>>> = Default::default();

@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
+use crate::clock::duration_ms;
 use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState, ALL_STATES};
 
 pub use rows::{
@@ -976,8 +977,4 @@ fn describe_sql_error(error: &sqlx::Error) -> String {
             .into(),
         _ => format!("database error: {error}"),
     }
-}
-
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
