@@ -12,17 +12,18 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ApiClient;
 use crate::campaign::{self, RunEnd, RunError};
 use crate::cli::{
-    CampaignArgs, Cli, Command, ExportArgs, ExportFormat, ImportArgs, RetryArgs, RetryState,
-    SendArgs, StatusArgs,
+    CampaignArgs, Cli, Command, ContentArgs, ExportArgs, ExportFormat, ImportArgs, OverLength,
+    RetryArgs, RetryState, SendArgs, StatusArgs, SuppressArgs,
 };
 use crate::clock::now_ms;
 use crate::config::{Config, RunSettings, DEFAULT_SHUTDOWN_GRACE};
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::MessageState;
-use crate::import::{self, ImportError, ImportReport, ImportSpec};
+use crate::import::{self, ImportError, ImportReport, ImportSpec, SourceOptions};
 use crate::lease::Lease;
 use crate::report::{self, Summary};
 use crate::store::{Campaign, Store, StoreError};
+use crate::suppress::SuppressionList;
 
 /// Exit codes, as documented in README.md.
 pub mod exit {
@@ -74,18 +75,18 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
                     let args = SendArgs {
                         campaign: CampaignArgs {
                             campaign: args.campaign,
-                            csv: None,
-                            from: None,
-                            body: None,
-                            phone_column: None,
-                            default_region: None,
+                            content: ContentArgs::default(),
                         },
                         run: args.run,
+                        dry_run: false,
                     };
                     send(&config, args).await
                 }
                 Command::Retry(args) => retry(&config, args).await,
                 Command::Import(args) => import_only(&config, args).await,
+                Command::Check(args) => {
+                    check(&config, &args.content, &args.suppress, args.preview).await
+                }
                 Command::Status(args) => status(&config, args).await,
                 Command::Export(args) => export(&config, args).await,
                 Command::MockServer(_) | Command::Demo(_) => Ok(exit::OK),
@@ -110,6 +111,9 @@ async fn open_store(config: &Config) -> Result<Store, Failure> {
 }
 
 async fn send(config: &Config, args: SendArgs) -> Result<u8, Failure> {
+    if args.dry_run {
+        return check(config, &args.campaign.content, &args.run.suppress, 5).await;
+    }
     let store = open_store(config).await?;
     let existing = store.find_campaign(&args.campaign.campaign).await?;
     let run_settings = config
@@ -120,11 +124,19 @@ async fn send(config: &Config, args: SendArgs) -> Result<u8, Failure> {
     let api_config = config.api(&args.run).map_err(Failure::usage)?;
     let campaign = match existing {
         Some(campaign) => {
-            check_same_campaign(&campaign, &args.campaign)?;
+            check_same_campaign(&campaign, &args.campaign.content)?;
+            suppress_unsent(&store, &campaign, &args.run.suppress).await?;
             campaign
         }
         None => {
-            let report = create_campaign(config, &store, &args.campaign, &run_settings).await?;
+            let report = create_campaign(
+                config,
+                &store,
+                &args.campaign,
+                &args.run.suppress,
+                &run_settings,
+            )
+            .await?;
             print_import(&args.campaign.campaign, &report);
             store
                 .find_campaign(&args.campaign.campaign)
@@ -191,7 +203,14 @@ async fn import_only(config: &Config, args: ImportArgs) -> Result<u8, Failure> {
     let run_settings = config
         .run_settings(&Default::default(), None)
         .map_err(Failure::usage)?;
-    let report = create_campaign(config, &store, &args.campaign, &run_settings).await?;
+    let report = create_campaign(
+        config,
+        &store,
+        &args.campaign,
+        &args.suppress,
+        &run_settings,
+    )
+    .await?;
     print_import(&args.campaign.campaign, &report);
     store.close().await;
     Ok(exit::OK)
@@ -202,26 +221,12 @@ async fn create_campaign(
     config: &Config,
     store: &Store,
     args: &CampaignArgs,
+    suppress: &SuppressArgs,
     settings: &RunSettings,
 ) -> Result<ImportReport, Failure> {
     let name = validate_name(&args.campaign)?;
-    let csv_path = args.csv.clone().ok_or_else(|| {
-        Failure::usage(anyhow!(
-            "campaign {name:?} does not exist yet; pass --csv FILE and --from E164 to create it"
-        ))
-    })?;
-    let from = parse_from(args.from.as_deref())?;
-    let region = Region::parse(&config.default_region(args.default_region.as_deref()))
-        .map_err(|e| Failure::usage(anyhow!("--default-region: {e}")))?;
-    let spec = ImportSpec {
-        campaign: name,
-        csv_path,
-        from,
-        body_template: args.body.clone(),
-        phone_column: args.phone_column.clone(),
-        region,
-        settings: settings.campaign.clone(),
-    };
+    let from = parse_from(args.content.from.as_deref())?;
+    let spec = import_spec(config, name, &args.content, suppress, Some(from), settings)?;
     import::import(store, &spec, now_ms())
         .await
         .map_err(|error| match error {
@@ -233,8 +238,108 @@ async fn create_campaign(
         })
 }
 
+/// Everything an import needs, validated from the flags.
+fn import_spec(
+    config: &Config,
+    campaign: String,
+    content: &ContentArgs,
+    suppress: &SuppressArgs,
+    from: Option<E164>,
+    settings: &RunSettings,
+) -> Result<ImportSpec, Failure> {
+    let csv_path = content.csv.clone().ok_or_else(|| {
+        Failure::usage(anyhow!(
+            "campaign {campaign:?} does not exist yet; pass --csv FILE and --from E164 to create it"
+        ))
+    })?;
+    let region = Region::parse(&config.default_region(content.default_region.as_deref()))
+        .map_err(|e| Failure::usage(anyhow!("--default-region: {e}")))?;
+    let suppression = match &suppress.path {
+        Some(path) => load_suppression(path, &region)?,
+        None => SuppressionList::default(),
+    };
+    Ok(ImportSpec {
+        campaign,
+        csv_path,
+        from,
+        body_template: content.body.clone(),
+        phone_column: content.phone_column.clone(),
+        region,
+        source: SourceOptions {
+            delimiter: content.delimiter,
+            encoding: content.encoding.unwrap_or_default(),
+        },
+        suppression: Arc::new(suppression),
+        reject_over_length: content.over_length == Some(OverLength::Reject),
+        settings: settings.campaign.clone(),
+    })
+}
+
+fn load_suppression(path: &std::path::Path, region: &Region) -> Result<SuppressionList, Failure> {
+    let list = SuppressionList::load(path, region).map_err(Failure::usage)?;
+    eprintln!(
+        "Suppression list {}: {} number(s)",
+        path.display(),
+        list.len()
+    );
+    if let Some(warning) = list.warning() {
+        eprintln!("Warning: {warning}");
+    }
+    Ok(list)
+}
+
+/// Applies `--suppress` to a stored campaign: messages not yet sent whose
+/// number is on the list are never sent.
+async fn suppress_unsent(
+    store: &Store,
+    campaign: &Campaign,
+    suppress: &SuppressArgs,
+) -> Result<(), Failure> {
+    let Some(path) = &suppress.path else {
+        return Ok(());
+    };
+    let region = Region::parse(&campaign.default_region).unwrap_or_default();
+    let list = load_suppression(path, &region)?;
+    let n = store
+        .suppress_pending(
+            campaign.id,
+            list.numbers()
+                .filter_map(|number| Some((number, list.reason(number)?))),
+        )
+        .await?;
+    eprintln!("Suppressed {n} message(s) not yet sent");
+    Ok(())
+}
+
+/// `bpsms check` and `send --dry-run`: imports into a scratch database that
+/// is thrown away, then shows what would be sent.
+async fn check(
+    config: &Config,
+    content: &ContentArgs,
+    suppress: &SuppressArgs,
+    preview: usize,
+) -> Result<u8, Failure> {
+    let from = content
+        .from
+        .as_deref()
+        .map(|raw| parse_from(Some(raw)))
+        .transpose()?;
+    let settings = config
+        .run_settings(&Default::default(), None)
+        .map_err(Failure::usage)?;
+    let spec = import_spec(config, "check".into(), content, suppress, from, &settings)?;
+    let report = crate::check::run(&spec, preview)
+        .await
+        .map_err(|error| match error {
+            ImportError::Store(_) => Failure::runtime(error),
+            _ => Failure::usage(error),
+        })?;
+    print!("{report}");
+    Ok(exit::OK)
+}
+
 /// Refuses a resume whose flags say something else than the stored campaign.
-fn check_same_campaign(campaign: &Campaign, args: &CampaignArgs) -> Result<(), Failure> {
+fn check_same_campaign(campaign: &Campaign, args: &ContentArgs) -> Result<(), Failure> {
     let refuse = |what: String| {
         Failure::usage(anyhow!(
             "campaign {:?} already exists with {what}; a campaign's recipients and text cannot change. \
@@ -303,12 +408,17 @@ fn validate_name(name: &str) -> Result<String, Failure> {
 
 fn print_import(name: &str, report: &ImportReport) {
     eprintln!(
-        "Imported campaign {name}: {} rows: {} to send ({} MMS), {} invalid, {} duplicate",
-        report.n_rows, report.n_pending, report.n_mms, report.n_invalid, report.n_duplicate
+        "Imported campaign {name}: {} rows: {} to send ({} MMS), {} invalid, {} duplicate, {} suppressed",
+        report.n_rows,
+        report.n_pending,
+        report.n_mms,
+        report.n_invalid,
+        report.n_duplicate,
+        report.n_suppressed
     );
     if report.n_over_length > 0 {
         eprintln!(
-            "Warning: {} message(s) are longer than providers usually accept (1600 GSM-7 or 700 UCS-2 characters)",
+            "Warning: {} message(s) are over the length providers usually accept (1600 GSM-7 or 700 UCS-2 characters); they will be sent, unless you import with --over-length reject",
             report.n_over_length
         );
     }

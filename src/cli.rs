@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::import::{parse_delimiter, FileEncoding};
 use crate::mock::MockArgs;
 
 /// Send a bulk SMS/MMS campaign through the Bright Pattern Contact Center
@@ -47,6 +48,9 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Create a campaign from a CSV without sending anything.
     Import(ImportArgs),
+    /// Read a CSV as `send` would and show what would be sent, sending
+    /// nothing and writing no database.
+    Check(CheckArgs),
     /// Put messages in a final state back to be sent, as a new attempt.
     Retry(RetryArgs),
     /// Counts per state for one campaign, or for all.
@@ -65,6 +69,13 @@ pub struct CampaignArgs {
     /// Campaign name; a later run with the same name resumes it.
     #[arg(long, value_name = "NAME")]
     pub campaign: String,
+    #[command(flatten)]
+    pub content: ContentArgs,
+}
+
+/// The recipients file, how to read it and what to send to each row.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ContentArgs {
     /// Recipients CSV with a header row.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
@@ -83,6 +94,35 @@ pub struct CampaignArgs {
     /// GB) [default: US].
     #[arg(long, value_name = "CC")]
     pub default_region: Option<String>,
+    /// Field separator of the CSV: one character such as , ; | or the word
+    /// tab [default: detected from the header line].
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// Character encoding of the CSV: utf-8 or windows-1252 (older Excel and
+    /// CRM exports; also accepts latin1) [default: utf-8].
+    #[arg(long, value_name = "NAME", value_parser = clap::value_parser!(FileEncoding))]
+    pub encoding: Option<FileEncoding>,
+    /// An SMS longer than providers usually accept (1600 GSM-7 or 700 UCS-2
+    /// characters): send it with a warning, or make the row invalid
+    /// [default: warn].
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub over_length: Option<OverLength>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OverLength {
+    Warn,
+    Reject,
+}
+
+/// Numbers that must never be texted.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SuppressArgs {
+    /// File of numbers never to text (one per line, any format, e.g. people
+    /// who replied STOP); matching rows become `suppressed`. On a resume,
+    /// matching messages not yet sent are suppressed.
+    #[arg(long = "suppress", value_name = "FILE")]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -91,11 +131,16 @@ pub struct SendArgs {
     pub campaign: CampaignArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    /// Only check the CSV and show what would be sent (as `bpsms check`).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Settings that may change between runs of one campaign.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub suppress: SuppressArgs,
     /// Messages per second, never exceeded [default: 10].
     #[arg(long, value_name = "N")]
     pub rate: Option<f64>,
@@ -180,6 +225,19 @@ pub enum RetryState {
 pub struct ImportArgs {
     #[command(flatten)]
     pub campaign: CampaignArgs,
+    #[command(flatten)]
+    pub suppress: SuppressArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub content: ContentArgs,
+    #[command(flatten)]
+    pub suppress: SuppressArgs,
+    /// How many of the messages to be sent to show.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub preview: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -66,10 +66,13 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
     let spec = ImportSpec {
         campaign: "demo".into(),
         csv_path: csv_path.clone(),
-        from: E164::parse_sender(SAMPLE_FROM).map_err(|e| anyhow!("{e}"))?,
+        from: Some(E164::parse_sender(SAMPLE_FROM).map_err(|e| anyhow!("{e}"))?),
         body_template: Some(SAMPLE_BODY.into()),
         phone_column: None,
         region: Region::default(),
+        source: Default::default(),
+        suppression: Default::default(),
+        reject_over_length: false,
         settings: settings.campaign.clone(),
     };
     let report = import::import(&store, &spec, now_ms()).await?;

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod app;
 pub mod campaign;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -37,6 +38,7 @@ pub mod report;
 pub mod secret;
 pub mod sender;
 pub mod store;
+pub mod suppress;
 pub mod tracker;
 
 pub use app::run;

@@ -25,7 +25,7 @@ use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState, AL
 
 pub use rows::{
     Campaign, CampaignSettings, ClaimedMessage, DueMessage, ExportRow, NewCampaign, NewMessage,
-    Runner,
+    Runner, SampleMessage,
 };
 
 /// Errors from the database layer.
@@ -573,6 +573,34 @@ impl Store {
         Ok(())
     }
 
+    // ---- suppression -----------------------------------------------------
+
+    /// Marks `suppressed` every message of the campaign still `pending`
+    /// whose number is in `numbers` (E.164, each with its reason), in one
+    /// transaction. Returns how many were suppressed.
+    pub async fn suppress_pending<'a>(
+        &self,
+        campaign_id: i64,
+        numbers: impl Iterator<Item = (&'a str, String)>,
+    ) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let mut n = 0;
+        for (number, reason) in numbers {
+            n += sqlx::query(
+                "UPDATE messages SET state = 'suppressed', reason = ?
+                 WHERE campaign_id = ? AND phone_e164 = ? AND state = 'pending'",
+            )
+            .bind(reason)
+            .bind(campaign_id)
+            .bind(number)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     // ---- reporting -------------------------------------------------------
 
     /// Number of messages per state, in [`crate::domain::state::ALL_STATES`] order,
@@ -624,6 +652,40 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(Some(row.try_get(0)?))
+    }
+
+    /// The first `limit` messages in one of `states`, in row order, with
+    /// their text: what a check shows.
+    pub async fn sample_messages(
+        &self,
+        campaign_id: i64,
+        states: &[MessageState],
+        limit: i64,
+    ) -> Result<Vec<SampleMessage>> {
+        let placeholders = vec!["?"; states.len()].join(", ");
+        let sql = format!(
+            "SELECT row_number, phone_raw, phone_e164, kind, state, reason, body, segments, encoding
+             FROM messages WHERE campaign_id = ? AND state IN ({placeholders})
+             ORDER BY row_number LIMIT ?"
+        );
+        let mut query = sqlx::query(&sql).bind(campaign_id);
+        for state in states {
+            query = query.bind(state.as_str());
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(SampleMessage::from_row).collect()
+    }
+
+    /// Total SMS segments of the messages in `state`.
+    pub async fn segments_in_state(&self, campaign_id: i64, state: MessageState) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(segments), 0) FROM messages WHERE campaign_id = ? AND state = ?",
+        )
+        .bind(campaign_id)
+        .bind(state.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// Up to `limit` export rows with a row number above `after_row`, in row

@@ -137,6 +137,36 @@ pub struct ExportRow {
     pub final_at: Option<String>,
 }
 
+/// A message as a check previews it.
+#[derive(Debug, Clone)]
+pub struct SampleMessage {
+    pub row: i64,
+    pub phone: String,
+    pub phone_e164: Option<String>,
+    pub kind: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub body: String,
+    pub segments: i64,
+    pub encoding: String,
+}
+
+impl SampleMessage {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<SampleMessage> {
+        Ok(SampleMessage {
+            row: row.try_get("row_number")?,
+            phone: row.try_get("phone_raw")?,
+            phone_e164: row.try_get("phone_e164")?,
+            kind: row.try_get("kind")?,
+            state: row.try_get("state")?,
+            reason: row.try_get("reason")?,
+            body: row.try_get("body")?,
+            segments: row.try_get("segments")?,
+            encoding: row.try_get("encoding")?,
+        })
+    }
+}
+
 impl Campaign {
     pub(super) fn from_row(row: &SqliteRow) -> Result<Campaign> {
         let concurrency: i64 = row.try_get("concurrency")?;

@@ -1,0 +1,724 @@
+//! Importing a recipients CSV into a new campaign.
+//!
+//! A blocking thread streams the file (memory does not grow with it), hashes
+//! it, validates each row into a [`NewMessage`] and hands batches over a
+//! bounded channel to the async side, which finds duplicates and writes the
+//! rows. Everything happens in one transaction: a campaign is either fully
+//! imported or absent. A row that cannot be sent is kept, as `invalid` (or
+//! `suppressed`) with its reason; a file that cannot be read as CSV at all
+//! stops the import before anything is sent.
+
+mod source;
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::domain::phone::{Region, E164};
+use crate::domain::state::{MessageKind, MessageState};
+use crate::domain::template::{BoundTemplate, Template, TemplateError};
+use crate::domain::text;
+use crate::store::{CampaignSettings, Import, NewCampaign, NewMessage, Store, StoreError};
+use crate::suppress::SuppressionList;
+use source::{Decoded, QuoteTracker};
+
+pub use source::{parse_delimiter, FileEncoding};
+
+/// Header names recognised as the phone column, compared case-insensitively.
+pub const PHONE_COLUMNS: [&str; 5] = ["phone", "to", "mobile", "msisdn", "phone_number"];
+/// The column that carries per-row text when `--body` is not given.
+pub const BODY_COLUMN: &str = "body";
+/// The column whose URLs make a row an MMS.
+pub const MEDIA_COLUMN: &str = "media_urls";
+/// Most media items per MMS (spec §4.2).
+pub const MAX_MEDIA: usize = 10;
+
+const BATCH: usize = 1024;
+
+/// What to import.
+#[derive(Debug, Clone)]
+pub struct ImportSpec {
+    pub campaign: String,
+    pub csv_path: PathBuf,
+    /// `None` only for a check that sends nothing.
+    pub from: Option<E164>,
+    /// `--body`; `None` means the CSV's `body` column.
+    pub body_template: Option<String>,
+    pub phone_column: Option<String>,
+    pub region: Region,
+    pub source: SourceOptions,
+    pub suppression: Arc<SuppressionList>,
+    /// Make over-length SMS `invalid` instead of sending them with a warning.
+    pub reject_over_length: bool,
+    pub settings: CampaignSettings,
+}
+
+/// How to read the file's bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceOptions {
+    /// `None`: detected from the header line.
+    pub delimiter: Option<u8>,
+    pub encoding: FileEncoding,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub campaign_id: i64,
+    pub n_rows: i64,
+    pub n_pending: i64,
+    pub n_invalid: i64,
+    pub n_duplicate: i64,
+    pub n_suppressed: i64,
+    /// Messages longer than a provider typically accepts (sent anyway).
+    pub n_over_length: i64,
+    pub n_mms: i64,
+}
+
+/// Why a file could not be imported at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {detail}")]
+    Csv { path: PathBuf, detail: String },
+    #[error("{path}: the file is empty; the first line must be a header naming the columns (e.g. phone,first_name)")]
+    Empty { path: PathBuf },
+    #[error("{path}: the file has a header but no data rows; add one row per recipient under the header")]
+    NoRows { path: PathBuf },
+    #[error(
+        "{path}: line {line}: a quoted field starts here and is never closed, so every row after \
+         it would be read into it; add the closing quote (\") or remove the stray one"
+    )]
+    UnclosedQuote { path: PathBuf, line: u64 },
+    #[error(
+        "{path}: column {name:?} appears twice in the header (columns {first} and {second}); \
+         rename or remove one, so that it is clear which to read"
+    )]
+    DuplicateColumn {
+        path: PathBuf,
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error(
+        "{path}: no phone column; name one of {names} in the header, or pass --phone-column NAME \
+         (the header has: {headers})",
+        names = PHONE_COLUMNS.join(", ")
+    )]
+    NoPhoneColumn { path: PathBuf, headers: String },
+    #[error("{path}: --phone-column {name:?} is not in the header (the header has: {headers})")]
+    PhoneColumnMissing {
+        path: PathBuf,
+        name: String,
+        headers: String,
+    },
+    #[error(
+        "{path}: no message text; pass --body \"TEXT with {{{{column}}}} placeholders\" or add a \
+         `body` column (the header has: {headers})"
+    )]
+    NoBody { path: PathBuf, headers: String },
+    #[error("{path}: {source}")]
+    Template {
+        path: PathBuf,
+        #[source]
+        source: TemplateError,
+    },
+    #[error("campaign {0:?} already exists; run `bpsms send --campaign {0}` to resume it")]
+    CampaignExists(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// SHA-256 of a whole file, as lower-case hex.
+pub fn file_sha256(path: &Path) -> Result<String, ImportError> {
+    let open_error = |source| ImportError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = HashingReader::new(File::open(path).map_err(open_error)?);
+    io::copy(&mut reader, &mut io::sink()).map_err(open_error)?;
+    Ok(reader.hex_digest())
+}
+
+/// Imports `spec.csv_path` as a new campaign.
+pub async fn import(
+    store: &Store,
+    spec: &ImportSpec,
+    now: i64,
+) -> Result<ImportReport, ImportError> {
+    if store.find_campaign(&spec.campaign).await?.is_some() {
+        return Err(ImportError::CampaignExists(spec.campaign.clone()));
+    }
+    let (tx, mut rx) = mpsc::channel::<Vec<NewMessage>>(4);
+    let (layout_tx, layout_rx) = tokio::sync::oneshot::channel();
+    let reader_spec = spec.clone();
+    let reader = tokio::task::spawn_blocking(move || read_rows(&reader_spec, tx, layout_tx));
+
+    // The header decides what the campaign records (phone column); wait for
+    // it before opening the transaction.
+    let layout = match layout_rx.await {
+        Ok(layout) => layout,
+        // The reader failed before the header was understood.
+        Err(_) => {
+            return Err(join_reader(reader)
+                .await
+                .err()
+                .unwrap_or_else(|| ImportError::Csv {
+                    path: spec.csv_path.clone(),
+                    detail: "the reader stopped unexpectedly".into(),
+                }))
+        }
+    };
+    let mut import = store
+        .begin_import(
+            &NewCampaign {
+                name: spec.campaign.clone(),
+                csv_path: spec.csv_path.display().to_string(),
+                csv_sha256: String::new(),
+                from_number: spec
+                    .from
+                    .as_ref()
+                    .map(|from| from.as_str().to_string())
+                    .unwrap_or_default(),
+                body_template: spec.body_template.clone(),
+                default_region: spec.region.as_str().to_string(),
+                phone_column: layout.phone_column,
+                settings: spec.settings.clone(),
+            },
+            now,
+        )
+        .await?;
+    let mut report = ImportReport {
+        campaign_id: import.campaign_id(),
+        ..Default::default()
+    };
+    while let Some(mut batch) = rx.recv().await {
+        mark_duplicates(&mut import, &mut batch).await?;
+        for message in &batch {
+            report.count(message);
+        }
+        import.insert(batch).await?;
+    }
+    // The reader's verdict decides: on error the transaction is dropped
+    // (rolled back) and nothing of the campaign remains.
+    let sha256 = join_reader(reader).await?;
+    report.campaign_id = import.commit(report.n_rows, &sha256).await?;
+    Ok(report)
+}
+
+/// Marks as `duplicate` each row whose number an earlier row already texts,
+/// naming that row.
+async fn mark_duplicates(import: &mut Import, batch: &mut [NewMessage]) -> Result<(), ImportError> {
+    let numbers: Vec<&str> = batch
+        .iter()
+        .filter(|m| m.state == MessageState::Pending)
+        .filter_map(|m| m.phone_e164.as_deref())
+        .collect();
+    let mut first_row = import.rows_texting(&numbers).await?;
+    for message in batch.iter_mut() {
+        let Some(phone) = message.phone_e164.as_deref() else {
+            continue;
+        };
+        if message.state != MessageState::Pending {
+            continue;
+        }
+        match first_row.get(phone) {
+            Some(earlier) => {
+                message.state = MessageState::Duplicate;
+                message.reason = Some(format!("duplicate of row {earlier}"));
+            }
+            None => {
+                first_row.insert(phone.to_string(), message.row_number);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl ImportReport {
+    fn count(&mut self, message: &NewMessage) {
+        self.n_rows += 1;
+        match message.state {
+            MessageState::Pending => self.n_pending += 1,
+            MessageState::Duplicate => self.n_duplicate += 1,
+            MessageState::Suppressed => self.n_suppressed += 1,
+            _ => self.n_invalid += 1,
+        }
+        if message.kind == MessageKind::Mms && message.state == MessageState::Pending {
+            self.n_mms += 1;
+        }
+        if message.over_length && message.state == MessageState::Pending {
+            self.n_over_length += 1;
+        }
+    }
+}
+
+async fn join_reader(
+    reader: tokio::task::JoinHandle<Result<String, ImportError>>,
+) -> Result<String, ImportError> {
+    reader.await.unwrap_or_else(|e| {
+        Err(ImportError::Csv {
+            path: PathBuf::new(),
+            detail: format!("the CSV reader stopped: {e}"),
+        })
+    })
+}
+
+/// What the header says about where things are.
+pub struct Layout {
+    pub phone_column: String,
+}
+
+/// Column positions resolved from the header.
+struct Columns {
+    phone: usize,
+    body: Option<usize>,
+    media: Option<usize>,
+    n_fields: usize,
+}
+
+/// The rules one row is checked against.
+struct RowRules {
+    columns: Columns,
+    template: Option<BoundTemplate>,
+    region: Region,
+    suppression: Arc<SuppressionList>,
+    reject_over_length: bool,
+}
+
+/// A recipients table being read: the header understood, then rows in
+/// batches. It reads any byte stream, so the same code checks a file and
+/// a fuzzer's input.
+pub struct RecipientTable<R: Read> {
+    path: PathBuf,
+    csv: csv::Reader<QuoteTracker<BufReader<R>>>,
+    headers: Vec<String>,
+    rules: RowRules,
+    record: csv::StringRecord,
+    row_number: i64,
+    body: String,
+}
+
+impl<R: Read> RecipientTable<R> {
+    /// Reads the header of `input` (UTF-8 text; `path` names it in errors)
+    /// and resolves the columns and the template against it.
+    pub fn open(spec: &ImportSpec, input: R) -> Result<Self, ImportError> {
+        let path = &spec.csv_path;
+        let fail = |detail: String| ImportError::Csv {
+            path: path.clone(),
+            detail,
+        };
+        let mut buffered = BufReader::with_capacity(64 * 1024, input);
+        let start = buffered
+            .fill_buf()
+            .map_err(|e| fail(format!("read error: {e}")))?;
+        if start.is_empty() {
+            return Err(ImportError::Empty { path: path.clone() });
+        }
+        if let Some(problem) = source::refuse_unreadable_start(start) {
+            return Err(fail(problem));
+        }
+        let delimiter = spec
+            .source
+            .delimiter
+            .unwrap_or_else(|| source::detect_delimiter(start));
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .delimiter(delimiter)
+            .buffer_capacity(64 * 1024)
+            .from_reader(QuoteTracker::new(buffered, delimiter));
+        let headers: Vec<String> = csv
+            .headers()
+            .map_err(|e| csv_error(path, &e, &[]))?
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+            .collect();
+        if headers.iter().all(String::is_empty) {
+            return Err(ImportError::Empty { path: path.clone() });
+        }
+        let columns = resolve_columns(spec, &headers)?;
+        let template = match &spec.body_template {
+            Some(source) => Some(bind_template(path, source, &headers)?),
+            None => None,
+        };
+        Ok(RecipientTable {
+            path: path.clone(),
+            csv,
+            rules: RowRules {
+                columns,
+                template,
+                region: spec.region,
+                suppression: spec.suppression.clone(),
+                reject_over_length: spec.reject_over_length,
+            },
+            headers,
+            record: csv::StringRecord::new(),
+            row_number: 0,
+            body: String::new(),
+        })
+    }
+
+    pub fn layout(&self) -> Layout {
+        Layout {
+            phone_column: self.headers[self.rules.columns.phone].clone(),
+        }
+    }
+
+    /// The next rows, at most [`BATCH`]; `None` at the end of a file that
+    /// was whole. A file that ends inside a quoted field, or has no rows,
+    /// is an error here, after its rows were handed out: the caller's
+    /// transaction makes sure none of them stays.
+    pub fn next_batch(&mut self) -> Result<Option<Vec<NewMessage>>, ImportError> {
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            match self.csv.read_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Some(line) = self.csv.get_ref().unclosed() {
+                        return Err(ImportError::UnclosedQuote {
+                            path: self.path.clone(),
+                            line,
+                        });
+                    }
+                    if self.row_number == 0 {
+                        return Err(ImportError::NoRows {
+                            path: self.path.clone(),
+                        });
+                    }
+                    break;
+                }
+                Err(e) => return Err(csv_error(&self.path, &e, &self.headers)),
+            }
+            self.row_number += 1;
+            if batch.capacity() == 0 {
+                batch.reserve_exact(BATCH);
+            }
+            batch.push(
+                self.rules
+                    .prepare_row(self.row_number, &self.record, &mut self.body),
+            );
+        }
+        Ok((!batch.is_empty()).then_some(batch))
+    }
+
+    /// The input underneath, for reading what the parser left unread.
+    fn into_input(self) -> R {
+        self.csv.into_inner().into_inner().into_inner()
+    }
+}
+
+/// Reads, validates and sends rows in batches; returns the file's SHA-256.
+fn read_rows(
+    spec: &ImportSpec,
+    tx: mpsc::Sender<Vec<NewMessage>>,
+    layout_tx: tokio::sync::oneshot::Sender<Layout>,
+) -> Result<String, ImportError> {
+    let path = &spec.csv_path;
+    let file = File::open(path).map_err(|source| ImportError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let input = Decoded::new(HashingReader::new(file), spec.source.encoding);
+    let mut table = RecipientTable::open(spec, input)?;
+    let _ = layout_tx.send(table.layout());
+    while let Some(batch) = table.next_batch()? {
+        if tx.blocking_send(batch).is_err() {
+            // The writer stopped; its error is the one to report.
+            return Ok(String::new());
+        }
+    }
+    // Hash whatever the CSV reader did not need to read.
+    let mut hashing = table.into_input().into_inner();
+    io::copy(&mut hashing, &mut io::sink()).map_err(|source| ImportError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(hashing.hex_digest())
+}
+
+fn bind_template(
+    path: &Path,
+    source: &str,
+    headers: &[String],
+) -> Result<BoundTemplate, ImportError> {
+    let template_error = |source| ImportError::Template {
+        path: path.to_path_buf(),
+        source,
+    };
+    let template = Template::parse(source).map_err(template_error)?;
+    for name in template.placeholders() {
+        unique_column(path, headers, |h| h == name)?;
+    }
+    template.bind(headers).map_err(template_error)
+}
+
+/// The position of the one column `matches` picks, refusing a header that
+/// names it twice: which of the two to read would be a guess.
+fn unique_column(
+    path: &Path,
+    headers: &[String],
+    matches: impl Fn(&str) -> bool,
+) -> Result<Option<usize>, ImportError> {
+    let mut found = headers
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| matches(h))
+        .map(|(i, _)| i);
+    let first = found.next();
+    if let (Some(first), Some(second)) = (first, found.next()) {
+        return Err(ImportError::DuplicateColumn {
+            path: path.to_path_buf(),
+            name: headers[first].clone(),
+            first: first + 1,
+            second: second + 1,
+        });
+    }
+    Ok(first)
+}
+
+fn resolve_columns(spec: &ImportSpec, headers: &[String]) -> Result<Columns, ImportError> {
+    let path = &spec.csv_path;
+    let find = |name: &str| unique_column(path, headers, |h| h.eq_ignore_ascii_case(name));
+    let listed = || headers.join(", ");
+    let phone = match &spec.phone_column {
+        Some(name) => find(name.trim())?.ok_or_else(|| ImportError::PhoneColumnMissing {
+            path: path.clone(),
+            name: name.clone(),
+            headers: listed(),
+        })?,
+        None => {
+            let mut phone = None;
+            for name in PHONE_COLUMNS {
+                if let Some(found) = find(name)? {
+                    phone = Some(found);
+                    break;
+                }
+            }
+            phone.ok_or_else(|| ImportError::NoPhoneColumn {
+                path: path.clone(),
+                headers: listed(),
+            })?
+        }
+    };
+    let body = if spec.body_template.is_none() {
+        Some(find(BODY_COLUMN)?.ok_or_else(|| ImportError::NoBody {
+            path: path.clone(),
+            headers: listed(),
+        })?)
+    } else {
+        None
+    };
+    Ok(Columns {
+        phone,
+        body,
+        media: find(MEDIA_COLUMN)?,
+        n_fields: headers.len(),
+    })
+}
+
+impl RowRules {
+    /// Turns one CSV record into a message: `pending`, or `invalid` or
+    /// `suppressed` with a reason.
+    fn prepare_row(
+        &self,
+        row_number: i64,
+        record: &csv::StringRecord,
+        body: &mut String,
+    ) -> NewMessage {
+        let columns = &self.columns;
+        let phone_raw = record.get(columns.phone).unwrap_or("").to_string();
+        body.clear();
+        match &self.template {
+            Some(template) => template.render_into(record, body),
+            None => body.push_str(columns.body.and_then(|i| record.get(i)).unwrap_or("")),
+        }
+        let media = columns
+            .media
+            .and_then(|i| record.get(i))
+            .map(split_media)
+            .unwrap_or_default();
+        let kind = if media.is_empty() {
+            MessageKind::Sms
+        } else {
+            MessageKind::Mms
+        };
+        let info = text::analyse(body);
+        let over_length = kind == MessageKind::Sms && info.over_limit();
+        let phone = E164::parse(&phone_raw, &self.region);
+        let reason = match &phone {
+            Err(error) => Some(error.to_string()),
+            Ok(_) if record.len() != columns.n_fields => Some(format!(
+                "the row has {} fields but the header has {}; check for a missing or extra delimiter",
+                record.len(),
+                columns.n_fields
+            )),
+            Ok(_) if record.as_slice().contains('\0') => Some(
+                "the row contains a NUL byte; the file is damaged or not a text file".into(),
+            ),
+            Ok(_) => check_media(&media).err().or_else(|| {
+                if kind == MessageKind::Sms && body.trim().is_empty() {
+                    Some("the message text is empty".into())
+                } else if over_length && self.reject_over_length {
+                    Some(format!(
+                        "the text is {} characters, over the {} that providers usually accept \
+                         for one {} message; shorten it, or import with --over-length warn to send it",
+                        info.chars,
+                        info.max_chars(),
+                        info.encoding
+                    ))
+                } else {
+                    None
+                }
+            }),
+        };
+        let suppressed = match (&phone, &reason) {
+            (Ok(number), None) => self.suppression.reason(number.as_str()),
+            _ => None,
+        };
+        let state = match (&reason, &suppressed) {
+            (Some(_), _) => MessageState::Invalid,
+            (None, Some(_)) => MessageState::Suppressed,
+            (None, None) => MessageState::Pending,
+        };
+        NewMessage {
+            row_number,
+            phone_raw,
+            phone_e164: phone.ok().map(|number| number.as_str().to_string()),
+            kind,
+            body: body.clone(),
+            media_urls: (!media.is_empty())
+                .then(|| serde_json::to_string(&media).unwrap_or_default()),
+            segments: info.segments,
+            encoding: info.encoding.as_str(),
+            state,
+            reason: reason.or(suppressed),
+            over_length,
+        }
+    }
+}
+
+/// Media URLs in one cell, separated by whitespace, `,`, `;` or `|`.
+fn split_media(cell: &str) -> Vec<String> {
+    cell.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '|'))
+        .filter(|url| !url.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn check_media(media: &[String]) -> Result<(), String> {
+    if media.len() > MAX_MEDIA {
+        return Err(format!(
+            "{} media URLs; an MMS carries at most {MAX_MEDIA}",
+            media.len()
+        ));
+    }
+    for url in media {
+        let lower = url.to_ascii_lowercase();
+        let rest = lower
+            .strip_prefix("https://")
+            .or_else(|| lower.strip_prefix("http://"));
+        if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+            let shown: String = url.chars().take(60).collect();
+            return Err(format!(
+                "media URL {shown:?} is not an absolute http(s) URL"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Says where the parser stopped and what to do; `headers` names the
+/// column of a field (empty while the header itself is read).
+fn csv_error(path: &Path, error: &csv::Error, headers: &[String]) -> ImportError {
+    let line = |position: Option<&csv::Position>| {
+        position
+            .map(|p| format!("line {}: ", p.line()))
+            .unwrap_or_default()
+    };
+    let detail = match error.kind() {
+        csv::ErrorKind::Utf8 { pos, err } => {
+            let field = err.field() + 1;
+            let column = match headers.get(err.field()) {
+                Some(name) => format!("column {field} ({name})"),
+                None => format!("column {field}"),
+            };
+            let location = line(pos.as_ref());
+            format!(
+                "{location}{column} is not valid UTF-8 text; save the file as \"CSV UTF-8\", or, \
+                 if it came from an older Excel or CRM, pass --encoding windows-1252"
+            )
+        }
+        csv::ErrorKind::Io(e) => format!("{}read error: {e}", line(error.position())),
+        _ => format!("{}{error}", line(error.position())),
+    };
+    ImportError::Csv {
+        path: path.to_path_buf(),
+        detail,
+    }
+}
+
+/// A reader that hashes everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn hex_digest(self) -> String {
+        self.hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_cells() {
+        assert_eq!(
+            split_media(" https://a.example/1.png; https://b.example/2.jpg |https://c.example/x "),
+            [
+                "https://a.example/1.png",
+                "https://b.example/2.jpg",
+                "https://c.example/x"
+            ]
+        );
+        assert!(split_media("  ").is_empty());
+        assert!(check_media(&["https://a.example/x.png".into()]).is_ok());
+        assert!(check_media(&["ftp://a.example/x.png".into()]).is_err());
+        assert!(check_media(&["https:///x.png".into()]).is_err());
+        let eleven: Vec<String> = (0..11).map(|i| format!("https://m.example/{i}")).collect();
+        assert!(check_media(&eleven)
+            .expect_err("too many")
+            .contains("at most 10"));
+    }
+}
