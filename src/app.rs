@@ -252,6 +252,15 @@ fn import_spec(
             "campaign {campaign:?} does not exist yet; pass --csv FILE and --from E164 to create it"
         ))
     })?;
+    if content
+        .body
+        .as_deref()
+        .is_some_and(|body| body.trim().is_empty())
+    {
+        return Err(Failure::usage(anyhow!(
+            "--body is empty; give the message text, e.g. --body 'Hi {{{{first_name}}}}'"
+        )));
+    }
     let region = Region::parse(&config.default_region(content.default_region.as_deref()))
         .map_err(|e| Failure::usage(anyhow!("--default-region: {e}")))?;
     let suppression = match &suppress.path {

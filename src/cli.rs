@@ -142,7 +142,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub suppress: SuppressArgs,
     /// Messages per second, never exceeded [default: 10].
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub rate: Option<f64>,
     /// Most Send requests in flight at once [default: 4].
     #[arg(long, value_name = "N")]
@@ -152,7 +152,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub poll_delay: Option<Duration>,
     /// Get Message calls per second [default: the send rate].
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub poll_rate: Option<f64>,
     /// How long after its accepted send a message is tracked before it
     /// becomes `expired` [default: 4h].
@@ -175,7 +175,7 @@ pub struct RunArgs {
     pub max_attempts: Option<u32>,
     /// Stop the run when this share of the recent sends failed (0.5 = half)
     /// [default: 0.5].
-    #[arg(long, value_name = "RATIO")]
+    #[arg(long, allow_negative_numbers = true, value_name = "RATIO")]
     pub breaker_threshold: Option<f64>,
     /// How many recent sends the breaker looks at [default: 100].
     #[arg(long, value_name = "N")]

@@ -157,17 +157,23 @@ impl Config {
             scope,
             send_tenant_field: self.file.send_tenant_field.unwrap_or(false),
             media_key,
-            connect_timeout: pick_duration(
-                run.connect_timeout,
-                &self.file.connect_timeout,
-                "connect_timeout",
-                DEFAULT_CONNECT_TIMEOUT,
+            connect_timeout: positive(
+                "connect-timeout",
+                pick_duration(
+                    run.connect_timeout,
+                    &self.file.connect_timeout,
+                    "connect_timeout",
+                    DEFAULT_CONNECT_TIMEOUT,
+                )?,
             )?,
-            request_timeout: pick_duration(
-                run.request_timeout,
-                &self.file.request_timeout,
-                "request_timeout",
-                DEFAULT_REQUEST_TIMEOUT,
+            request_timeout: positive(
+                "request-timeout",
+                pick_duration(
+                    run.request_timeout,
+                    &self.file.request_timeout,
+                    "request_timeout",
+                    DEFAULT_REQUEST_TIMEOUT,
+                )?,
             )?,
         })
     }
@@ -281,6 +287,16 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+}
+
+/// A timeout of zero would fail every request; refuse it by name.
+fn positive(flag: &str, duration: Duration) -> Result<Duration, ConfigError> {
+    if duration.is_zero() {
+        return Err(ConfigError(format!(
+            "--{flag} 0s: every request would time out at once; give a duration such as 10s"
+        )));
+    }
+    Ok(duration)
 }
 
 fn pick_duration(

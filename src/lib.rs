@@ -28,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod fuzzing;
 pub mod import;
 pub mod lease;
 pub mod mock;

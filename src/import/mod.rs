@@ -24,9 +24,9 @@ use crate::domain::template::{BoundTemplate, Template, TemplateError};
 use crate::domain::text;
 use crate::store::{CampaignSettings, Import, NewCampaign, NewMessage, Store, StoreError};
 use crate::suppress::SuppressionList;
-use source::{Decoded, QuoteTracker};
+use source::QuoteTracker;
 
-pub use source::{parse_delimiter, FileEncoding};
+pub use source::{parse_delimiter, Decoded, FileEncoding};
 
 /// Header names recognised as the phone column, compared case-insensitively.
 pub const PHONE_COLUMNS: [&str; 5] = ["phone", "to", "mobile", "msisdn", "phone_number"];
