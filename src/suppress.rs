@@ -15,7 +15,7 @@ use crate::domain::phone::{Region, E164};
 const NAMED_BAD_LINES: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read the suppression list {path}: {source}; check the --suppress path")]
+#[error("cannot read the suppression list {path} (check the --suppress path)")]
 pub struct SuppressError {
     path: PathBuf,
     #[source]

@@ -82,7 +82,7 @@ pub struct ImportReport {
 /// Why a file could not be imported at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Open {
         path: PathBuf,
         #[source]
@@ -126,7 +126,7 @@ pub enum ImportError {
          `body` column (the header has: {headers})"
     )]
     NoBody { path: PathBuf, headers: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Template {
         path: PathBuf,
         #[source]

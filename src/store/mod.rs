@@ -33,7 +33,7 @@ pub use rows::{
 pub enum StoreError {
     #[error("cannot open database {path}: {}", describe_sql_error(.error))]
     Open { path: PathBuf, error: sqlx::Error },
-    #[error("cannot prepare the database schema in {path}: {source}")]
+    #[error("cannot prepare the database schema in {path}")]
     Migrate {
         path: PathBuf,
         #[source]

@@ -1,6 +1,8 @@
 //! Integration tests: the real `bpsms` binary against the simulator on
 //! loopback. One test binary, so linking stays cheap.
 
+mod bad_input;
+mod check;
 mod faults;
 mod harness;
 mod kill;
