@@ -8,6 +8,7 @@
 //! `suppressed`) with its reason; a file that cannot be read as CSV at all
 //! stops the import before anything is sent.
 
+mod seen;
 mod source;
 
 use std::fs::File;
@@ -24,6 +25,7 @@ use crate::domain::template::{BoundTemplate, Template, TemplateError};
 use crate::domain::text;
 use crate::store::{CampaignSettings, Import, NewCampaign, NewMessage, Store, StoreError};
 use crate::suppress::SuppressionList;
+use seen::SeenNumbers;
 use source::QuoteTracker;
 
 pub use source::{parse_delimiter, Decoded, FileEncoding};
@@ -201,8 +203,9 @@ pub async fn import(
         campaign_id: import.campaign_id(),
         ..Default::default()
     };
+    let mut seen = SeenNumbers::default();
     while let Some(mut batch) = rx.recv().await {
-        mark_duplicates(&mut import, &mut batch).await?;
+        mark_duplicates(&mut import, &mut seen, &mut batch).await?;
         for message in &batch {
             report.count(message);
         }
@@ -216,14 +219,20 @@ pub async fn import(
 }
 
 /// Marks as `duplicate` each row whose number an earlier row already texts,
-/// naming that row.
-async fn mark_duplicates(import: &mut Import, batch: &mut [NewMessage]) -> Result<(), ImportError> {
-    let numbers: Vec<&str> = batch
+/// naming that row. Only the numbers `seen` may know are looked up.
+async fn mark_duplicates(
+    import: &mut Import,
+    seen: &mut SeenNumbers,
+    batch: &mut [NewMessage],
+) -> Result<(), ImportError> {
+    let maybe_seen: Vec<&str> = batch
         .iter()
         .filter(|m| m.state == MessageState::Pending)
         .filter_map(|m| m.phone_e164.as_deref())
+        .filter(|number| seen.insert(number))
         .collect();
-    let mut first_row = import.rows_texting(&numbers).await?;
+    // Earlier batches are in the database; this batch is in `first_row`.
+    let mut first_row = import.rows_texting(&maybe_seen).await?;
     for message in batch.iter_mut() {
         let Some(phone) = message.phone_e164.as_deref() else {
             continue;

@@ -4,6 +4,7 @@
 mod bad_input;
 mod check;
 mod faults;
+mod fuzz_replay;
 mod harness;
 mod kill;
 mod pipeline;
