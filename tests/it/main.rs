@@ -6,3 +6,4 @@ mod harness;
 mod kill;
 mod pipeline;
 mod resume;
+mod secrets;

@@ -1,0 +1,284 @@
+//! Secrets and hostile input: the client secret and the access tokens never
+//! reach the output, the database or an export, even at `RUST_LOG=trace`.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bpsms::mock::Behaviour;
+
+use crate::harness::{path_str, recipients, Run, World, FROM};
+
+/// A value no program output could contain by chance: `prefix` and 32
+/// random hex digits.
+fn distinctive(prefix: &str) -> String {
+    // RandomState's keys come from the OS (once per thread, then varied per
+    // instance): random enough for a marker, without a dependency.
+    let half = || RandomState::new().build_hasher().finish();
+    format!("{prefix}{:016x}{:016x}", half(), half())
+}
+
+/// Everything a run left behind that a person or another program may read,
+/// as raw bytes, each with a label saying where it came from.
+#[derive(Default)]
+struct Evidence {
+    places: Vec<(String, Vec<u8>)>,
+}
+
+impl Evidence {
+    fn run(&mut self, label: &str, run: &Run) {
+        self.places
+            .push((format!("{label}: stdout"), run.stdout.clone().into_bytes()));
+        self.places
+            .push((format!("{label}: stderr"), run.stderr.clone().into_bytes()));
+    }
+
+    /// A file, if it exists (SQLite removes `-wal` and `-shm` when the last
+    /// connection closes).
+    fn file(&mut self, path: &Path) {
+        if let Ok(bytes) = std::fs::read(path) {
+            self.places.push((path.display().to_string(), bytes));
+        }
+    }
+
+    /// The database file and its WAL and shared-memory files.
+    fn database(&mut self, db: &Path) {
+        self.file(db);
+        for suffix in ["-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            self.file(Path::new(&name));
+        }
+    }
+
+    #[track_caller]
+    fn assert_absent(&self, needle: &str, what: &str) {
+        assert!(!needle.is_empty(), "an empty {what} proves nothing");
+        for (place, bytes) in &self.places {
+            assert!(
+                !contains(bytes, needle.as_bytes()),
+                "the {what} leaked into {place}"
+            );
+        }
+    }
+
+    fn has(&self, label: &str) -> bool {
+        self.places.iter().any(|(place, _)| place == label)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// The binary with `secret` as client secret and every trace line on.
+fn traced(world: &World, args: &[&str], secret: &str) -> Command {
+    let mut command = world.command(args);
+    command
+        .env("BPSMS_CLIENT_SECRET", secret)
+        .env("RUST_LOG", "trace");
+    command
+}
+
+/// Imports `n` recipients as campaign `name`, then opens a connection of our
+/// own that stays open: SQLite then keeps the `-wal` and `-shm` files after
+/// each run instead of checkpointing and deleting them, so they can be read.
+async fn import_and_hold_wal(
+    world: &World,
+    name: &str,
+    n: usize,
+    secret: &str,
+    evidence: &mut Evidence,
+) -> sqlx::SqlitePool {
+    let csv = world.write(&format!("{name}.csv"), &recipients(n));
+    let import = world
+        .run_command(traced(
+            world,
+            &[
+                "import",
+                "--campaign",
+                name,
+                "--csv",
+                path_str(&csv),
+                "--from",
+                FROM,
+                "--body",
+                "Hello {{first_name}}",
+            ],
+            secret,
+        ))
+        .await;
+    import.assert_code(0);
+    evidence.run("import", &import);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", world.db.display()))
+        .await
+        .expect("open the database");
+    sqlx::query("SELECT COUNT(*) FROM messages")
+        .fetch_one(&pool)
+        .await
+        .expect("read the database");
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn neither_the_secret_nor_any_token_leaks_even_at_trace_level() {
+    let secret = distinctive("s3cr3t-");
+    let world = World::start(Behaviour {
+        client_secret: secret.clone(),
+        // Refreshed at half-life: several tokens in a two-second campaign.
+        token_lifetime: Duration::from_secs(1),
+        ..Behaviour::fast()
+    })
+    .await;
+    let mut evidence = Evidence::default();
+    let reader = import_and_hold_wal(&world, "leak", 40, &secret, &mut evidence).await;
+
+    let send = world
+        .run_command(traced(
+            &world,
+            &[
+                "send",
+                "--campaign",
+                "leak",
+                "--rate",
+                "20",
+                "--poll-delay",
+                "300ms",
+            ],
+            &secret,
+        ))
+        .await;
+    send.assert_code(0);
+    evidence.run("send", &send);
+
+    let csv_out = world.dir.path().join("leak.csv");
+    let json_out = world.dir.path().join("leak.json");
+    let reports: [(&str, Vec<&str>); 6] = [
+        ("status", vec!["status"]),
+        ("status --campaign", vec!["status", "--campaign", "leak"]),
+        (
+            "export csv",
+            vec!["export", "--campaign", "leak", "--format", "csv"],
+        ),
+        (
+            "export json",
+            vec!["export", "--campaign", "leak", "--format", "json"],
+        ),
+        (
+            "export csv --out",
+            vec![
+                "export",
+                "--campaign",
+                "leak",
+                "--format",
+                "csv",
+                "--out",
+                path_str(&csv_out),
+            ],
+        ),
+        (
+            "export json --out",
+            vec![
+                "export",
+                "--campaign",
+                "leak",
+                "--format",
+                "json",
+                "--out",
+                path_str(&json_out),
+            ],
+        ),
+    ];
+    for (label, args) in &reports {
+        let run = world.run_command(traced(&world, args, &secret)).await;
+        run.assert_code(0);
+        evidence.run(label, &run);
+    }
+    evidence.file(&csv_out);
+    evidence.file(&json_out);
+    assert!(evidence.has(path_str(&csv_out)) && evidence.has(path_str(&json_out)));
+
+    // A refused secret is a secret too.
+    let wrong = distinctive("wr0ng-");
+    let refused_csv = world.write("refused.csv", &recipients(3));
+    let refused = world
+        .run_command(traced(
+            &world,
+            &[
+                "send",
+                "--campaign",
+                "refused",
+                "--csv",
+                path_str(&refused_csv),
+                "--from",
+                FROM,
+                "--body",
+                "Hi",
+            ],
+            &wrong,
+        ))
+        .await;
+    refused.assert_code(2);
+    evidence.run("send with a wrong secret", &refused);
+
+    evidence.database(&world.db);
+    let wal = format!("{}-wal", world.db.display());
+    assert!(evidence.has(&wal), "the WAL was kept for inspection");
+
+    // The test proves something only if tracing really was at trace level
+    // and tokens really changed hands.
+    assert!(send.stderr.contains("TRACE"), "{}", send.stderr);
+    assert!(
+        send.stderr.matches("access token obtained").count() >= 2,
+        "{}",
+        send.stderr
+    );
+    let stats = world.stats();
+    let tokens = world.sim.state.issued_tokens();
+    assert!(stats.token_requests >= 2, "{stats:?}");
+    assert!(tokens.len() >= 2, "{} tokens issued", tokens.len());
+
+    evidence.assert_absent(&secret, "client secret");
+    evidence.assert_absent(&wrong, "refused client secret");
+    for token in &tokens {
+        evidence.assert_absent(token, "access token");
+    }
+    reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_refused_with_401_do_not_leak_either() {
+    let secret = distinctive("s3cr3t-");
+    // Every token is dead before it is used: the latency, added before any
+    // handler runs, outlasts its lifetime, so every Send is answered 401.
+    let world = World::start(Behaviour {
+        client_secret: secret.clone(),
+        token_lifetime: Duration::from_millis(1),
+        latency: Duration::from_millis(50),
+        ..Behaviour::fast()
+    })
+    .await;
+    let mut evidence = Evidence::default();
+    let reader = import_and_hold_wal(&world, "expired", 5, &secret, &mut evidence).await;
+    let send = world
+        .run_command(traced(&world, &["send", "--campaign", "expired"], &secret))
+        .await;
+    send.assert_code(2);
+    evidence.run("send with tokens refused", &send);
+    evidence.database(&world.db);
+
+    assert!(send.stderr.contains("TRACE"), "{}", send.stderr);
+    let stats = world.stats();
+    assert!(stats.unauthorized >= 2, "{stats:?}");
+    let tokens = world.sim.state.issued_tokens();
+    assert!(tokens.len() >= 2, "{} tokens issued", tokens.len());
+    evidence.assert_absent(&secret, "client secret");
+    for token in &tokens {
+        evidence.assert_absent(token, "access token");
+    }
+    reader.close().await;
+}
