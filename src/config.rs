@@ -56,6 +56,8 @@ pub struct FileConfig {
     pub media_key: Option<String>,
     /// Also send `tenant=<host>` in the token request (spec §3.2).
     pub send_tenant_field: Option<bool>,
+    /// Accept plain http for a host that is not loopback.
+    pub allow_insecure_http: Option<bool>,
 }
 
 /// The layered configuration.
@@ -65,7 +67,17 @@ pub struct Config {
     client_id: Option<String>,
     client_secret: Option<SecretString>,
     tenant: Option<String>,
+    http_policy: HttpPolicy,
     pub file: FileConfig,
+}
+
+/// Which base URLs may use plain http.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpPolicy {
+    /// https, or http to a loopback address (the simulator).
+    RequireHttps,
+    /// Also http to any host: `--allow-insecure-http`.
+    AllowInsecure,
 }
 
 /// Send settings for one run, with where they came from resolved.
@@ -110,6 +122,11 @@ impl Config {
                 .map(SecretString::new)
                 .or_else(|| file.client_secret.clone()),
             tenant: non_empty(env("BPSMS_TENANT")).or_else(|| file.tenant.clone()),
+            // The flag and its variable come as one value from clap.
+            http_policy: match global.allow_insecure_http.or(file.allow_insecure_http) {
+                Some(true) => HttpPolicy::AllowInsecure,
+                Some(false) | None => HttpPolicy::RequireHttps,
+            },
             file,
         })
     }
@@ -123,7 +140,11 @@ impl Config {
                     .into(),
             )
         })?;
-        let base = normalise_base_url(raw)?;
+        let base = normalise_base_url(raw, self.http_policy)?;
+        if is_plain_http_to_remote(&base) {
+            // On stderr, not through tracing: RUST_LOG must not silence it.
+            eprintln!("{}", insecure_http_warning(&base));
+        }
         let client_id = self.client_id.clone().ok_or_else(|| {
             ConfigError(
                 "no client id; set BPSMS_CLIENT_ID to the BPCC username of the API user".into(),
@@ -283,6 +304,17 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
 }
 
+/// The warning printed before any request when `--allow-insecure-http` lets
+/// the client talk plain http to a host that is not loopback.
+fn insecure_http_warning(url: &Url) -> String {
+    format!(
+        "Warning: --allow-insecure-http: {} is plain http. The client secret, every access \
+         token and every message travel UNENCRYPTED: anyone on the network path can read them \
+         and use the API as you. Use https unless you trust every hop to the tenant.",
+        url.as_str().trim_end_matches('/')
+    )
+}
+
 fn pick_duration(
     flag: Option<Duration>,
     file: &Option<String>,
@@ -299,8 +331,9 @@ fn pick_duration(
 }
 
 /// Accepts `acme.brightpattern.com`, `https://acme.brightpattern.com/` or
-/// `http://127.0.0.1:8080`; plain http only for loopback addresses.
-pub fn normalise_base_url(raw: &str) -> Result<Url, ConfigError> {
+/// `http://127.0.0.1:8080`; plain http only for loopback addresses, unless
+/// `policy` allows it for any host.
+pub fn normalise_base_url(raw: &str, policy: HttpPolicy) -> Result<Url, ConfigError> {
     let raw = raw.trim();
     let with_scheme = if raw.contains("://") {
         raw.to_string()
@@ -327,15 +360,20 @@ pub fn normalise_base_url(raw: &str) -> Result<Url, ConfigError> {
     }
     match url.scheme() {
         "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
+        "http" if is_loopback(&url) || policy == HttpPolicy::AllowInsecure => Ok(url),
         "http" => Err(ConfigError(format!(
             "--base-url {raw:?}: plain http would send the secret unencrypted; use https \
-             (http is accepted only for loopback addresses such as the simulator's)"
+             (http is accepted for loopback addresses such as the simulator's; for another \
+             host only with --allow-insecure-http, which sends the secret in clear text)"
         ))),
         other => Err(ConfigError(format!(
             "--base-url {raw:?}: unsupported scheme {other:?}; use https"
         ))),
     }
+}
+
+fn is_plain_http_to_remote(url: &Url) -> bool {
+    url.scheme() == "http" && !is_loopback(url)
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -353,10 +391,15 @@ mod tests {
 
     #[track_caller]
     fn check_url(raw: &str, expected: Option<&str>) {
-        let got = normalise_base_url(raw)
+        check_url_with(raw, HttpPolicy::RequireHttps, expected);
+    }
+
+    #[track_caller]
+    fn check_url_with(raw: &str, policy: HttpPolicy, expected: Option<&str>) {
+        let got = normalise_base_url(raw, policy)
             .ok()
             .map(|u| u.as_str().trim_end_matches('/').to_string());
-        assert_eq!(got.as_deref(), expected, "{raw}");
+        assert_eq!(got.as_deref(), expected, "{raw} {policy:?}");
     }
 
     #[test]
@@ -384,11 +427,111 @@ mod tests {
         check_url("", None);
     }
 
+    #[test]
+    fn plain_http_to_another_host_only_with_the_flag() {
+        let allow = HttpPolicy::AllowInsecure;
+        check_url_with(
+            "http://acme.brightpattern.com",
+            allow,
+            Some("http://acme.brightpattern.com"),
+        );
+        check_url_with("http://10.0.0.7:8080/", allow, Some("http://10.0.0.7:8080"));
+        check_url_with(
+            "http://127.0.0.1:8080",
+            allow,
+            Some("http://127.0.0.1:8080"),
+        );
+        // The flag relaxes the scheme only: the other rules still hold.
+        check_url_with("ftp://acme", allow, None);
+        check_url_with("http://acme.brightpattern.com/clientweb", allow, None);
+        check_url_with("http://user:pw@acme.brightpattern.com", allow, None);
+        // A bare host still gets https.
+        check_url_with(
+            "acme.brightpattern.com",
+            allow,
+            Some("https://acme.brightpattern.com"),
+        );
+
+        let error = normalise_base_url("http://acme.brightpattern.com", HttpPolicy::RequireHttps)
+            .expect_err("plain http refused")
+            .to_string();
+        assert!(error.contains("--allow-insecure-http"), "{error}");
+        assert!(error.contains("use https"), "{error}");
+    }
+
+    #[test]
+    fn only_plain_http_to_another_host_is_warned_about() {
+        let url = |raw| normalise_base_url(raw, HttpPolicy::AllowInsecure).expect("url");
+        assert!(is_plain_http_to_remote(&url(
+            "http://acme.brightpattern.com"
+        )));
+        assert!(!is_plain_http_to_remote(&url("http://localhost:9")));
+        assert!(!is_plain_http_to_remote(&url(
+            "https://acme.brightpattern.com"
+        )));
+        let warning = insecure_http_warning(&url("http://acme.brightpattern.com"));
+        assert!(
+            warning.contains("http://acme.brightpattern.com"),
+            "{warning}"
+        );
+        assert!(warning.contains("UNENCRYPTED"), "{warning}");
+    }
+
+    #[test]
+    fn allow_insecure_http_layers_flag_over_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bpsms.toml");
+        std::fs::write(
+            &path,
+            "base_url = \"http://sms-gateway.internal\"\nallow_insecure_http = true\n",
+        )
+        .expect("write config");
+        let env = |key: &str| match key {
+            "BPSMS_CLIENT_ID" => Some("sms.robot".to_string()),
+            "BPSMS_CLIENT_SECRET" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let with_flag = |flag: Option<bool>| GlobalArgs {
+            config: Some(path.clone()),
+            allow_insecure_http: flag,
+            ..global(None)
+        };
+        let api = |global: GlobalArgs| {
+            Config::load_with(&global, &env)
+                .expect("config")
+                .api(&RunArgs::default())
+        };
+        let from_file = api(with_flag(None)).expect("the file allows it");
+        assert_eq!(from_file.base_url, "http://sms-gateway.internal");
+        assert!(api(with_flag(Some(true))).is_ok());
+        assert!(
+            api(with_flag(Some(false))).is_err(),
+            "--allow-insecure-http=false (or the variable at 0) overrides the file"
+        );
+        let no_file = GlobalArgs {
+            base_url: Some("http://sms-gateway.internal".into()),
+            ..global(None)
+        };
+        assert!(api(no_file).is_err(), "refused by default");
+    }
+
+    #[test]
+    fn switch_values() {
+        for yes in ["true", "YES", " on ", "1"] {
+            assert_eq!(crate::cli::parse_switch(yes), Ok(true), "{yes}");
+        }
+        for no in ["false", "No", "off", "0", ""] {
+            assert_eq!(crate::cli::parse_switch(no), Ok(false), "{no}");
+        }
+        assert!(crate::cli::parse_switch("sure").is_err());
+    }
+
     fn global(base: Option<&str>) -> GlobalArgs {
         GlobalArgs {
             db: None,
             base_url: base.map(str::to_string),
             config: None,
+            allow_insecure_http: None,
         }
     }
 
@@ -421,9 +564,8 @@ mod tests {
     #[test]
     fn the_sample_config_file_reads_and_layers_under_the_environment() {
         let global = GlobalArgs {
-            db: None,
-            base_url: None,
             config: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/bpsms.toml").into()),
+            ..global(None)
         };
         let env = |key: &str| (key == "BPSMS_CLIENT_SECRET").then(|| "from-env".to_string());
         let config = Config::load_with(&global, &env).expect("sample config");
