@@ -2,6 +2,7 @@
 //! overrides the TOML config file, which overrides the defaults. Everything
 //! is validated here, once, into typed values.
 
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -299,9 +300,59 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+    let cannot_read =
+        |e: std::io::Error| ConfigError(format!("cannot read config file {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(cannot_read)?;
+    let config: FileConfig = toml::from_str(&text)
+        .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+    if config.client_secret.as_ref().is_some_and(|s| !s.is_empty()) {
+        warn_if_not_private(path, &file);
+    }
+    Ok(config)
+}
+
+/// Warns when the config file holding the secret is open to other users.
+#[cfg(unix)]
+fn warn_if_not_private(path: &Path, file: &std::fs::File) {
+    use std::os::unix::fs::PermissionsExt;
+    // The mode of the file just read, not of whatever the path names now.
+    // fstat of an open file does not fail in practice; if it does, the run
+    // goes on without the warning rather than stopping over it.
+    let Ok(metadata) = file.metadata() else {
+        return;
+    };
+    if let Some(warning) = secret_file_mode_warning(path, metadata.permissions().mode()) {
+        // On stderr, not through tracing: RUST_LOG must not silence it.
+        eprintln!("{warning}");
+    }
+}
+
+/// Elsewhere the permissions are ACLs that a mode cannot describe.
+#[cfg(not(unix))]
+fn warn_if_not_private(_path: &Path, _file: &std::fs::File) {}
+
+/// Permission bits that make a file holding the secret worth a warning: any
+/// for group or others, as OpenSSH judges private keys. Read exposes the
+/// secret; write lets another user point `base_url` at a host of theirs,
+/// which then receives the secret with the next token request.
+const SECRET_FILE_FORBIDDEN_BITS: u32 = 0o077;
+
+/// The warning for a config file that holds the client secret and has
+/// permission bits `mode` (as `st_mode`), or `None` when only its owner may
+/// use it. Names the file, its mode and the fix; never the secret.
+pub fn secret_file_mode_warning(path: &Path, mode: u32) -> Option<String> {
+    let permissions = mode & 0o777;
+    if permissions & SECRET_FILE_FORBIDDEN_BITS == 0 {
+        return None;
+    }
+    Some(format!(
+        "Warning: config file {} holds client_secret but has mode {permissions:03o}, so other \
+         users on this machine can read or change it; make it private with: chmod 600 {}",
+        path.display(),
+        crate::app::shell_word(&path.display().to_string())
+    ))
 }
 
 /// The warning printed before any request when `--allow-insecure-http` lets
@@ -524,6 +575,36 @@ mod tests {
             assert_eq!(crate::cli::parse_switch(no), Ok(false), "{no}");
         }
         assert!(crate::cli::parse_switch("sure").is_err());
+    }
+
+    #[track_caller]
+    fn check_mode(mode: u32, warned: bool) {
+        let warning = secret_file_mode_warning(Path::new("/etc/bpsms.toml"), mode);
+        assert_eq!(warning.is_some(), warned, "mode {mode:o}: {warning:?}");
+    }
+
+    #[test]
+    fn a_secret_file_must_be_private_to_its_owner() {
+        check_mode(0o600, false);
+        check_mode(0o400, false);
+        check_mode(0o700, false);
+        // st_mode carries the file type too: a regular file 0600.
+        check_mode(0o100_600, false);
+        check_mode(0o100_644, true);
+        check_mode(0o640, true);
+        check_mode(0o604, true);
+        // Write alone is enough: another user could point base_url elsewhere.
+        check_mode(0o620, true);
+        check_mode(0o602, true);
+        check_mode(0o610, true);
+        let warning = secret_file_mode_warning(Path::new("/home/ann/my bpsms.toml"), 0o100_644)
+            .expect("warned");
+        assert!(warning.contains("/home/ann/my bpsms.toml"), "{warning}");
+        assert!(warning.contains("mode 644"), "{warning}");
+        assert!(
+            warning.contains("chmod 600 '/home/ann/my bpsms.toml'"),
+            "{warning}"
+        );
     }
 
     fn global(base: Option<&str>) -> GlobalArgs {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bpsms::mock::Behaviour;
 
-use crate::harness::{path_str, recipients, Run, World, FROM};
+use crate::harness::{path_str, recipients, send_args, Run, World, FROM};
 
 /// A value no program output could contain by chance: `prefix` and 32
 /// random hex digits.
@@ -281,4 +281,62 @@ async fn tokens_refused_with_401_do_not_leak_either() {
         evidence.assert_absent(token, "access token");
     }
     reader.close().await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_file_holding_the_secret_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let secret = distinctive("s3cr3t-");
+    let world = World::start(Behaviour {
+        client_secret: secret.clone(),
+        ..Behaviour::fast()
+    })
+    .await;
+    let config = world.write("bpsms.toml", &format!("client_secret = \"{secret}\"\n"));
+    let set_mode = |mode: u32| {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode))
+            .expect("chmod the config file");
+    };
+    // The secret comes from the file only.
+    let with_file = |args: &[&str]| {
+        let mut command = world.command(args);
+        command
+            .env_remove("BPSMS_CLIENT_SECRET")
+            .env("BPSMS_CONFIG", &config);
+        command
+    };
+
+    set_mode(0o644);
+    let csv = world.write("r.csv", &recipients(3));
+    let open = world
+        .run_command(with_file(&send_args(
+            "private",
+            path_str(&csv),
+            &["--rate", "1000"],
+        )))
+        .await;
+    open.assert_code(0);
+    assert_eq!(world.ledger().len(), 3, "the file's secret was used");
+    let warning = open
+        .stderr
+        .lines()
+        .find(|line| line.contains("chmod 600"))
+        .unwrap_or_else(|| panic!("no permission warning:\n{}", open.stderr));
+    assert!(warning.starts_with("Warning: "), "{warning}");
+    assert!(warning.contains(path_str(&config)), "{warning}");
+    assert!(warning.contains("mode 644"), "{warning}");
+    for output in [&open.stdout, &open.stderr] {
+        assert!(!output.contains(&secret), "the secret was printed");
+    }
+
+    set_mode(0o600);
+    let private = world.run_command(with_file(&["status"])).await;
+    private.assert_code(0);
+    assert!(
+        !private.stderr.contains("chmod") && !private.stderr.contains(path_str(&config)),
+        "no warning for a private file:\n{}",
+        private.stderr
+    );
 }
