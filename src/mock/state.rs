@@ -22,7 +22,7 @@ use crate::mock::behaviour::Behaviour;
 pub const ACCOUNT_SID: &str = "7C1E5A0B-3D2F-4E6A-9B8C-0F1D2E3A4B5C";
 /// `error_code` of a failed message.
 pub const FAILED_ERROR_CODE: &str = "30003";
-/// `error_message` of a failed message.
+/// `error_message` of a failed message, unless the behaviour says otherwise.
 pub const FAILED_ERROR_MESSAGE: &str = "Unreachable destination handset";
 /// Issued tokens held before expired ones are forgotten, so that a client
 /// fetching a token per request cannot grow the map without bound.
@@ -439,7 +439,7 @@ impl Record {
             date_updated: Some(rfc2822(date_updated)),
             direction: Some("outbound-api".to_owned()),
             error_code: failed.then(|| FAILED_ERROR_CODE.to_owned()),
-            error_message: failed.then(|| FAILED_ERROR_MESSAGE.to_owned()),
+            error_message: failed.then(|| behaviour.failure_message.clone()),
             from: Some(self.from.trim_start_matches('+').to_owned()),
             price: None,
             uri: Some(format!("{MESSAGES_PATH}/{sid}")),

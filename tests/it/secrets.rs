@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bpsms::mock::Behaviour;
 
-use crate::harness::{path_str, recipients, send_args, Run, World, FROM};
+use crate::harness::{parse_csv, path_str, recipients, send_args, Run, World, FROM};
 
 /// A value no program output could contain by chance: `prefix` and 32
 /// random hex digits.
@@ -339,4 +339,84 @@ async fn a_config_file_holding_the_secret_must_be_private() {
         "no warning for a private file:\n{}",
         private.stderr
     );
+}
+
+/// The first characters that make a spreadsheet read a cell as a formula.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn formula_cells_are_neutralised_in_the_csv_export_after_a_real_run() {
+    let hostile_error = "=HYPERLINK(\"http://x.example/\",\"details\")";
+    let world = World::start(Behaviour {
+        // Every SMS fails, and the API's error text is a formula.
+        failure_ratio: 1.0,
+        failure_message: hostile_error.to_owned(),
+        ..Behaviour::fast()
+    })
+    .await;
+    // The raw phone cells, in row order; the tab- and CR-led ones are valid
+    // numbers once the whitespace is gone, so they are sent too.
+    let phones = [
+        "=HYPERLINK(\"http://x\")",
+        "+1 415 555 0101",
+        "-2+3",
+        "@SUM(A1)",
+        "\t4152000002",
+        "\r4152000003",
+        "=1+2",
+    ];
+    let mut csv = String::from("phone,first_name\n");
+    for (i, phone) in phones.iter().enumerate() {
+        csv.push_str(&format!("\"{}\",Name {i}\n", phone.replace('"', "\"\"")));
+    }
+    let csv = world.write("hostile.csv", &csv);
+    world
+        .run(&send_args("hostile", path_str(&csv), &["--rate", "1000"]))
+        .await
+        .assert_code(0);
+
+    let out = world.dir.path().join("hostile-export.csv");
+    world
+        .run(&["export", "--campaign", "hostile", "--out", path_str(&out)])
+        .await
+        .assert_code(0);
+    let text = std::fs::read_to_string(&out).expect("read the export");
+    let rows = parse_csv(&text);
+    assert_eq!(rows.len(), phones.len());
+
+    for row in &rows {
+        for column in ["phone", "reason", "error_code", "error_message"] {
+            let cell = &row[column];
+            assert!(
+                !cell.starts_with(FORMULA_STARTS),
+                "row {} {column} {cell:?} would run as a formula",
+                row["row"]
+            );
+        }
+    }
+    // Each hostile value did reach the export, behind a quote.
+    for (row, phone) in rows.iter().zip(phones) {
+        assert_eq!(row["phone"], format!("'{phone}"), "row {}", row["row"]);
+    }
+    let by_phone = |raw: &str| {
+        rows.iter()
+            .find(|row| row["phone"] == format!("'{raw}"))
+            .unwrap_or_else(|| panic!("no row for {raw:?}"))
+    };
+    // A valid number that starts with + is sent; its E.164 form is data for
+    // other programs and stays as it is.
+    let plus = by_phone("+1 415 555 0101");
+    assert_eq!(plus["phone_e164"], "+14155550101");
+    assert_eq!(plus["state"], "failed");
+    assert_eq!(plus["error_message"], format!("'{hostile_error}"));
+    assert_eq!(by_phone("\t4152000002")["phone_e164"], "+14152000002");
+    assert_eq!(by_phone("\r4152000003")["phone_e164"], "+14152000003");
+    for raw in ["=HYPERLINK(\"http://x\")", "-2+3", "@SUM(A1)", "=1+2"] {
+        let row = by_phone(raw);
+        assert_eq!(row["state"], "invalid", "{raw}");
+        assert!(!row["reason"].is_empty(), "{raw}");
+        assert_eq!(row["phone_e164"], "", "{raw}");
+    }
+    let failed = rows.iter().filter(|row| row["state"] == "failed").count();
+    assert_eq!(failed, 3, "the three valid numbers were sent and failed");
 }
