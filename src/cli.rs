@@ -36,6 +36,23 @@ pub struct GlobalArgs {
     /// TOML file with the same keys as the flags and environment variables.
     #[arg(long, global = true, env = "BPSMS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Accept a plain http:// base URL for a host that is not loopback. The
+    /// client secret and the access tokens then cross the network
+    /// unencrypted: only for a network you trust end to end.
+    // `=false` (or the variable set to 0) overrides `allow_insecure_http` in
+    // the config file; `require_equals` keeps a following subcommand name
+    // from being read as the value.
+    #[arg(
+        long,
+        global = true,
+        env = "BPSMS_ALLOW_INSECURE_HTTP",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_switch
+    )]
+    pub allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +289,16 @@ pub struct DemoArgs {
     /// Messages per second.
     #[arg(long, value_name = "N", default_value_t = 50.0)]
     pub rate: f64,
+}
+
+/// Reads a yes/no value: `true`, `yes`, `on`, `1` or `false`, `no`, `off`,
+/// `0`. Empty reads as no, so that an empty variable never relaxes a check.
+pub fn parse_switch(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" | "" => Ok(false),
+        _ => Err("write true or false (or yes/no, on/off, 1/0)".into()),
+    }
 }
 
 /// Reads `500ms`, `15s`, `4h`, `1h30m`.

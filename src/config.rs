@@ -2,6 +2,7 @@
 //! overrides the TOML config file, which overrides the defaults. Everything
 //! is validated here, once, into typed values.
 
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub struct FileConfig {
     pub media_key: Option<String>,
     /// Also send `tenant=<host>` in the token request (spec §3.2).
     pub send_tenant_field: Option<bool>,
+    /// Accept plain http for a host that is not loopback.
+    pub allow_insecure_http: Option<bool>,
 }
 
 /// The layered configuration.
@@ -65,7 +68,17 @@ pub struct Config {
     client_id: Option<String>,
     client_secret: Option<SecretString>,
     tenant: Option<String>,
+    http_policy: HttpPolicy,
     pub file: FileConfig,
+}
+
+/// Which base URLs may use plain http.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpPolicy {
+    /// https, or http to a loopback address (the simulator).
+    RequireHttps,
+    /// Also http to any host: `--allow-insecure-http`.
+    AllowInsecure,
 }
 
 /// Send settings for one run, with where they came from resolved.
@@ -110,6 +123,11 @@ impl Config {
                 .map(SecretString::new)
                 .or_else(|| file.client_secret.clone()),
             tenant: non_empty(env("BPSMS_TENANT")).or_else(|| file.tenant.clone()),
+            // The flag and its variable come as one value from clap.
+            http_policy: match global.allow_insecure_http.or(file.allow_insecure_http) {
+                Some(true) => HttpPolicy::AllowInsecure,
+                Some(false) | None => HttpPolicy::RequireHttps,
+            },
             file,
         })
     }
@@ -123,7 +141,11 @@ impl Config {
                     .into(),
             )
         })?;
-        let base = normalise_base_url(raw)?;
+        let base = normalise_base_url(raw, self.http_policy)?;
+        if is_plain_http_to_remote(&base) {
+            // On stderr, not through tracing: RUST_LOG must not silence it.
+            eprintln!("{}", insecure_http_warning(&base));
+        }
         let client_id = self.client_id.clone().ok_or_else(|| {
             ConfigError(
                 "no client id; set BPSMS_CLIENT_ID to the BPCC username of the API user".into(),
@@ -284,9 +306,70 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+    let cannot_read =
+        |e: std::io::Error| ConfigError(format!("cannot read config file {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(cannot_read)?;
+    let config: FileConfig = toml::from_str(&text)
+        .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+    if config.client_secret.as_ref().is_some_and(|s| !s.is_empty()) {
+        warn_if_not_private(path, &file);
+    }
+    Ok(config)
+}
+
+/// Warns when the config file holding the secret is open to other users.
+#[cfg(unix)]
+fn warn_if_not_private(path: &Path, file: &std::fs::File) {
+    use std::os::unix::fs::PermissionsExt;
+    // The mode of the file just read, not of whatever the path names now.
+    // fstat of an open file does not fail in practice; if it does, the run
+    // goes on without the warning rather than stopping over it.
+    let Ok(metadata) = file.metadata() else {
+        return;
+    };
+    if let Some(warning) = secret_file_mode_warning(path, metadata.permissions().mode()) {
+        // On stderr, not through tracing: RUST_LOG must not silence it.
+        eprintln!("{warning}");
+    }
+}
+
+/// Elsewhere the permissions are ACLs that a mode cannot describe.
+#[cfg(not(unix))]
+fn warn_if_not_private(_path: &Path, _file: &std::fs::File) {}
+
+/// Permission bits that make a file holding the secret worth a warning: any
+/// for group or others, as OpenSSH judges private keys. Read exposes the
+/// secret; write lets another user point `base_url` at a host of theirs,
+/// which then receives the secret with the next token request.
+const SECRET_FILE_FORBIDDEN_BITS: u32 = 0o077;
+
+/// The warning for a config file that holds the client secret and has
+/// permission bits `mode` (as `st_mode`), or `None` when only its owner may
+/// use it. Names the file, its mode and the fix; never the secret.
+pub fn secret_file_mode_warning(path: &Path, mode: u32) -> Option<String> {
+    let permissions = mode & 0o777;
+    if permissions & SECRET_FILE_FORBIDDEN_BITS == 0 {
+        return None;
+    }
+    Some(format!(
+        "Warning: config file {} holds client_secret but has mode {permissions:03o}, so other \
+         users on this machine can read or change it; make it private with: chmod 600 {}",
+        path.display(),
+        crate::app::shell_word(&path.display().to_string())
+    ))
+}
+
+/// The warning printed before any request when `--allow-insecure-http` lets
+/// the client talk plain http to a host that is not loopback.
+fn insecure_http_warning(url: &Url) -> String {
+    format!(
+        "Warning: --allow-insecure-http: {} is plain http. The client secret, every access \
+         token and every message travel UNENCRYPTED: anyone on the network path can read them \
+         and use the API as you. Use https unless you trust every hop to the tenant.",
+        url.as_str().trim_end_matches('/')
+    )
 }
 
 /// A timeout of zero would fail every request; refuse it by name.
@@ -315,8 +398,9 @@ fn pick_duration(
 }
 
 /// Accepts `acme.brightpattern.com`, `https://acme.brightpattern.com/` or
-/// `http://127.0.0.1:8080`; plain http only for loopback addresses.
-pub fn normalise_base_url(raw: &str) -> Result<Url, ConfigError> {
+/// `http://127.0.0.1:8080`; plain http only for loopback addresses, unless
+/// `policy` allows it for any host.
+pub fn normalise_base_url(raw: &str, policy: HttpPolicy) -> Result<Url, ConfigError> {
     let raw = raw.trim();
     let with_scheme = if raw.contains("://") {
         raw.to_string()
@@ -343,15 +427,20 @@ pub fn normalise_base_url(raw: &str) -> Result<Url, ConfigError> {
     }
     match url.scheme() {
         "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
+        "http" if is_loopback(&url) || policy == HttpPolicy::AllowInsecure => Ok(url),
         "http" => Err(ConfigError(format!(
             "--base-url {raw:?}: plain http would send the secret unencrypted; use https \
-             (http is accepted only for loopback addresses such as the simulator's)"
+             (http is accepted for loopback addresses such as the simulator's; for another \
+             host only with --allow-insecure-http, which sends the secret in clear text)"
         ))),
         other => Err(ConfigError(format!(
             "--base-url {raw:?}: unsupported scheme {other:?}; use https"
         ))),
     }
+}
+
+fn is_plain_http_to_remote(url: &Url) -> bool {
+    url.scheme() == "http" && !is_loopback(url)
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -369,10 +458,15 @@ mod tests {
 
     #[track_caller]
     fn check_url(raw: &str, expected: Option<&str>) {
-        let got = normalise_base_url(raw)
+        check_url_with(raw, HttpPolicy::RequireHttps, expected);
+    }
+
+    #[track_caller]
+    fn check_url_with(raw: &str, policy: HttpPolicy, expected: Option<&str>) {
+        let got = normalise_base_url(raw, policy)
             .ok()
             .map(|u| u.as_str().trim_end_matches('/').to_string());
-        assert_eq!(got.as_deref(), expected, "{raw}");
+        assert_eq!(got.as_deref(), expected, "{raw} {policy:?}");
     }
 
     #[test]
@@ -400,11 +494,141 @@ mod tests {
         check_url("", None);
     }
 
+    #[test]
+    fn plain_http_to_another_host_only_with_the_flag() {
+        let allow = HttpPolicy::AllowInsecure;
+        check_url_with(
+            "http://acme.brightpattern.com",
+            allow,
+            Some("http://acme.brightpattern.com"),
+        );
+        check_url_with("http://10.0.0.7:8080/", allow, Some("http://10.0.0.7:8080"));
+        check_url_with(
+            "http://127.0.0.1:8080",
+            allow,
+            Some("http://127.0.0.1:8080"),
+        );
+        // The flag relaxes the scheme only: the other rules still hold.
+        check_url_with("ftp://acme", allow, None);
+        check_url_with("http://acme.brightpattern.com/clientweb", allow, None);
+        check_url_with("http://user:pw@acme.brightpattern.com", allow, None);
+        // A bare host still gets https.
+        check_url_with(
+            "acme.brightpattern.com",
+            allow,
+            Some("https://acme.brightpattern.com"),
+        );
+
+        let error = normalise_base_url("http://acme.brightpattern.com", HttpPolicy::RequireHttps)
+            .expect_err("plain http refused")
+            .to_string();
+        assert!(error.contains("--allow-insecure-http"), "{error}");
+        assert!(error.contains("use https"), "{error}");
+    }
+
+    #[test]
+    fn only_plain_http_to_another_host_is_warned_about() {
+        let url = |raw| normalise_base_url(raw, HttpPolicy::AllowInsecure).expect("url");
+        assert!(is_plain_http_to_remote(&url(
+            "http://acme.brightpattern.com"
+        )));
+        assert!(!is_plain_http_to_remote(&url("http://localhost:9")));
+        assert!(!is_plain_http_to_remote(&url(
+            "https://acme.brightpattern.com"
+        )));
+        let warning = insecure_http_warning(&url("http://acme.brightpattern.com"));
+        assert!(
+            warning.contains("http://acme.brightpattern.com"),
+            "{warning}"
+        );
+        assert!(warning.contains("UNENCRYPTED"), "{warning}");
+    }
+
+    #[test]
+    fn allow_insecure_http_layers_flag_over_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bpsms.toml");
+        std::fs::write(
+            &path,
+            "base_url = \"http://sms-gateway.internal\"\nallow_insecure_http = true\n",
+        )
+        .expect("write config");
+        let env = |key: &str| match key {
+            "BPSMS_CLIENT_ID" => Some("sms.robot".to_string()),
+            "BPSMS_CLIENT_SECRET" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let with_flag = |flag: Option<bool>| GlobalArgs {
+            config: Some(path.clone()),
+            allow_insecure_http: flag,
+            ..global(None)
+        };
+        let api = |global: GlobalArgs| {
+            Config::load_with(&global, &env)
+                .expect("config")
+                .api(&RunArgs::default())
+        };
+        let from_file = api(with_flag(None)).expect("the file allows it");
+        assert_eq!(from_file.base_url, "http://sms-gateway.internal");
+        assert!(api(with_flag(Some(true))).is_ok());
+        assert!(
+            api(with_flag(Some(false))).is_err(),
+            "--allow-insecure-http=false (or the variable at 0) overrides the file"
+        );
+        let no_file = GlobalArgs {
+            base_url: Some("http://sms-gateway.internal".into()),
+            ..global(None)
+        };
+        assert!(api(no_file).is_err(), "refused by default");
+    }
+
+    #[test]
+    fn switch_values() {
+        for yes in ["true", "YES", " on ", "1"] {
+            assert_eq!(crate::cli::parse_switch(yes), Ok(true), "{yes}");
+        }
+        for no in ["false", "No", "off", "0", ""] {
+            assert_eq!(crate::cli::parse_switch(no), Ok(false), "{no}");
+        }
+        assert!(crate::cli::parse_switch("sure").is_err());
+    }
+
+    #[track_caller]
+    fn check_mode(mode: u32, warned: bool) {
+        let warning = secret_file_mode_warning(Path::new("/etc/bpsms.toml"), mode);
+        assert_eq!(warning.is_some(), warned, "mode {mode:o}: {warning:?}");
+    }
+
+    #[test]
+    fn a_secret_file_must_be_private_to_its_owner() {
+        check_mode(0o600, false);
+        check_mode(0o400, false);
+        check_mode(0o700, false);
+        // st_mode carries the file type too: a regular file 0600.
+        check_mode(0o100_600, false);
+        check_mode(0o100_644, true);
+        check_mode(0o640, true);
+        check_mode(0o604, true);
+        // Write alone is enough: another user could point base_url elsewhere.
+        check_mode(0o620, true);
+        check_mode(0o602, true);
+        check_mode(0o610, true);
+        let warning = secret_file_mode_warning(Path::new("/home/ann/my bpsms.toml"), 0o100_644)
+            .expect("warned");
+        assert!(warning.contains("/home/ann/my bpsms.toml"), "{warning}");
+        assert!(warning.contains("mode 644"), "{warning}");
+        assert!(
+            warning.contains("chmod 600 '/home/ann/my bpsms.toml'"),
+            "{warning}"
+        );
+    }
+
     fn global(base: Option<&str>) -> GlobalArgs {
         GlobalArgs {
             db: None,
             base_url: base.map(str::to_string),
             config: None,
+            allow_insecure_http: None,
         }
     }
 
@@ -437,9 +661,8 @@ mod tests {
     #[test]
     fn the_sample_config_file_reads_and_layers_under_the_environment() {
         let global = GlobalArgs {
-            db: None,
-            base_url: None,
             config: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/bpsms.toml").into()),
+            ..global(None)
         };
         let env = |key: &str| (key == "BPSMS_CLIENT_SECRET").then(|| "from-env".to_string());
         let config = Config::load_with(&global, &env).expect("sample config");

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::mock::state::FAILED_ERROR_MESSAGE;
+
 /// CLI flags of `bpsms mock-server` (flattened into the subcommand by `src/cli.rs`).
 ///
 /// Every default reproduces the documented vendor behaviour; quirks and faults
@@ -162,6 +164,7 @@ impl MockArgs {
             sent_after: self.sent_after,
             delivered_after: self.delivered_after,
             failure_ratio: self.failure_ratio,
+            failure_message: FAILED_ERROR_MESSAGE.to_owned(),
             seed: self.seed,
             not_found_for: self.not_found_for,
             quirk_null_sid: self.quirk_null_sid,
@@ -219,6 +222,9 @@ pub struct Behaviour {
     pub delivered_after: Duration,
     /// Fraction of SMS that end `failed` with error 30003; decided at Send.
     pub failure_ratio: f64,
+    /// The `error_message` of a failed SMS. No flag sets it: tests use it to
+    /// hand the client text of their choosing, hostile text included.
+    pub failure_message: String,
     /// Seed of every random choice the simulator makes.
     pub seed: u64,
     /// Get answers 404 for this long after acceptance.
@@ -267,6 +273,7 @@ impl fmt::Debug for Behaviour {
             .field("sent_after", &self.sent_after)
             .field("delivered_after", &self.delivered_after)
             .field("failure_ratio", &self.failure_ratio)
+            .field("failure_message", &self.failure_message)
             .field("seed", &self.seed)
             .field("not_found_for", &self.not_found_for)
             .field("quirk_null_sid", &self.quirk_null_sid)
@@ -303,6 +310,7 @@ impl Default for Behaviour {
             sent_after: Duration::from_secs(2),
             delivered_after: Duration::from_secs(5),
             failure_ratio: 0.05,
+            failure_message: FAILED_ERROR_MESSAGE.to_owned(),
             seed: 42,
             not_found_for: Duration::ZERO,
             quirk_null_sid: false,

@@ -22,8 +22,11 @@ use crate::mock::behaviour::Behaviour;
 pub const ACCOUNT_SID: &str = "7C1E5A0B-3D2F-4E6A-9B8C-0F1D2E3A4B5C";
 /// `error_code` of a failed message.
 pub const FAILED_ERROR_CODE: &str = "30003";
-/// `error_message` of a failed message.
+/// `error_message` of a failed message, unless the behaviour says otherwise.
 pub const FAILED_ERROR_MESSAGE: &str = "Unreachable destination handset";
+/// Issued tokens held before expired ones are forgotten, so that a client
+/// fetching a token per request cannot grow the map without bound.
+const TOKENS_KEPT: usize = 10_000;
 
 /// One accepted Send, as the simulator received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +208,14 @@ impl SimState {
         }
     }
 
+    /// The access tokens issued so far, in no particular order, so that a
+    /// test can search for them where they must never appear (logs, the
+    /// database, exports). Complete unless more than 10 000 were issued:
+    /// then expired ones may have been forgotten.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.lock().tokens.keys().cloned().collect()
+    }
+
     /// The ledger serialised as a JSON array, built under the lock without
     /// copying the entries first.
     pub(crate) fn ledger_json(&self) -> Result<Vec<u8>, serde_json::Error> {
@@ -253,9 +264,7 @@ impl SimState {
         let now = Instant::now();
         let expires_at = now + self.shared.behaviour.token_lifetime;
         let mut inner = self.lock();
-        // Forget long-dead tokens now and then so that a client fetching a
-        // token per request cannot grow the map without bound.
-        if inner.tokens.len() >= 10_000 {
+        if inner.tokens.len() >= TOKENS_KEPT {
             inner.tokens.retain(|_, expiry| *expiry > now);
         }
         loop {
@@ -430,7 +439,7 @@ impl Record {
             date_updated: Some(rfc2822(date_updated)),
             direction: Some("outbound-api".to_owned()),
             error_code: failed.then(|| FAILED_ERROR_CODE.to_owned()),
-            error_message: failed.then(|| FAILED_ERROR_MESSAGE.to_owned()),
+            error_message: failed.then(|| behaviour.failure_message.clone()),
             from: Some(self.from.trim_start_matches('+').to_owned()),
             price: None,
             uri: Some(format!("{MESSAGES_PATH}/{sid}")),
@@ -596,6 +605,12 @@ mod tests {
             .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)));
         assert_eq!(state.check_token(&token), TokenCheck::Valid);
         assert_eq!(state.check_token("nope"), TokenCheck::Unknown);
+        let second = state.issue_token();
+        let mut issued = state.issued_tokens();
+        issued.sort_unstable();
+        let mut expected = vec![token, second];
+        expected.sort_unstable();
+        assert_eq!(issued, expected);
     }
 
     #[test]

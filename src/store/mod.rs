@@ -134,9 +134,20 @@ impl Store {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         // Test hook: caps the database size so that tests can fill the
-        // "disk" where they cannot mount a small filesystem.
+        // "disk" where they cannot mount a small filesystem. A PRAGMA takes
+        // no bound parameter (sqlx pastes the value into the statement), so
+        // only a number gets through.
         let options = match std::env::var("BPSMS_SQLITE_MAX_PAGE_COUNT") {
-            Ok(pages) => options.pragma("max_page_count", pages),
+            Ok(raw) => match raw.trim().parse::<u32>() {
+                Ok(pages) => options.pragma("max_page_count", pages.to_string()),
+                Err(_) => {
+                    tracing::warn!(
+                        "BPSMS_SQLITE_MAX_PAGE_COUNT={raw:?} is not a whole number of pages; \
+                         ignoring it (unset it, or give e.g. 2000)"
+                    );
+                    options
+                }
+            },
             Err(_) => options,
         };
         let pool = SqlitePoolOptions::new()

@@ -9,3 +9,4 @@ mod harness;
 mod kill;
 mod pipeline;
 mod resume;
+mod secrets;
