@@ -101,12 +101,20 @@ pub async fn run(
     let sending = {
         let stop = stop.clone();
         let sending_done = sending_done.clone();
+        let counters = counters.clone();
         async move {
+            let started = std::time::Instant::now();
             let result = sender.run_until_stopped(stop.clone()).await;
             // Every answer is written before the tracker may conclude that
             // nothing is left to track.
             let recorded = send_recording.finish().await;
             sending_done.store(true, Ordering::Release);
+            let answered = counters.answered_sends();
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(
+                "sending finished: {answered} send answers recorded in {seconds:.3} s ({:.0}/s)",
+                answered as f64 / seconds.max(1e-9)
+            );
             if result.is_err() || recorded.is_err() {
                 stop.cancel();
             }

@@ -1,6 +1,6 @@
 //! The entry point of the fuzz target under `fuzz/` (`cargo +nightly fuzz
 //! run import_rows`), kept in the library so that the inputs the fuzzer
-//! found are replayed by ordinary tests (`tests/it/fuzz_regressions.rs`).
+//! found are replayed by ordinary tests (`tests/it/fuzz_replay.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;

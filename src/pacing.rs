@@ -1,6 +1,7 @@
-//! How fast to send when the API pushes back: the adaptive rate (AIMD), the
-//! back-off with full jitter, and the circuit breaker. Pure state machines:
-//! time comes in as an argument, so they are tested without sleeping.
+//! How fast to send: the hard ceiling of `--rate`, the adaptive rate when the
+//! API pushes back (AIMD), the back-off with full jitter, and the circuit
+//! breaker. Pure state machines: time comes in as an argument, so they are
+//! tested without sleeping.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -10,13 +11,69 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 
 /// A token bucket of `rate` per second without bursts: the hard ceiling of
-/// sends and of polls.
+/// polls.
 pub fn limiter(rate: f64) -> DefaultDirectRateLimiter {
     let period = Duration::from_secs_f64(1.0 / rate.max(0.001)).max(Duration::from_nanos(1));
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::MIN);
     RateLimiter::direct(quota)
+}
+
+/// Sends the ceiling remembers at most: rates above this many per second are
+/// capped to it (far above what one process sends).
+const CEILING_MAX_SENDS: usize = 100_000;
+/// Room left for timing differences between here and the provider's clock.
+const CEILING_GUARD: Duration = Duration::from_millis(2);
+
+/// The hard ceiling of `--rate`, counted as a provider counts it: at most
+/// `floor(rate)` sends (at least one) in any window of one second, or of
+/// 1/rate seconds below one send per second. Unlike a token bucket, a send
+/// that left late does not forfeit its share, so the mean rate holds while
+/// no window ever exceeds the limit.
+#[derive(Debug)]
+pub struct RateCeiling {
+    limit: usize,
+    window: Duration,
+    recent: VecDeque<Instant>,
+}
+
+impl RateCeiling {
+    pub fn new(rate: f64) -> RateCeiling {
+        let limit = if rate.is_finite() && rate >= 1.0 {
+            (rate.floor() as usize).min(CEILING_MAX_SENDS)
+        } else {
+            1
+        };
+        let window = if rate >= 1.0 {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs_f64(1.0 / rate.max(0.001))
+        };
+        RateCeiling {
+            limit,
+            window,
+            recent: VecDeque::with_capacity(limit.min(4096)),
+        }
+    }
+
+    /// The earliest moment the next send may leave; `None`: now.
+    pub fn earliest(&self) -> Option<Instant> {
+        if self.recent.len() < self.limit {
+            return None;
+        }
+        self.recent
+            .front()
+            .map(|&oldest| oldest + self.window + CEILING_GUARD)
+    }
+
+    /// Notes a send that left at `at`.
+    pub fn record(&mut self, at: Instant) {
+        if self.recent.len() == self.limit {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(at);
+    }
 }
 
 /// Never slow below this share of `--rate` on 429s.
@@ -175,6 +232,26 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ceiling_allows_the_rate_in_any_second_and_no_more() {
+        let start = Instant::now();
+        let mut ceiling = RateCeiling::new(50.0);
+        // Late sends catch up: 50 at once are allowed…
+        for _ in 0..50 {
+            assert_eq!(ceiling.earliest(), None);
+            ceiling.record(start);
+        }
+        // …and the 51st waits until a second after the first.
+        assert_eq!(
+            ceiling.earliest(),
+            Some(start + Duration::from_secs(1) + CEILING_GUARD)
+        );
+        let slow = RateCeiling::new(0.5);
+        assert_eq!(slow.window, Duration::from_secs(2));
+        assert_eq!(RateCeiling::new(2.5).limit, 2);
+        assert_eq!(RateCeiling::new(f64::INFINITY).limit, 1);
+    }
     use rand::SeedableRng;
 
     #[test]

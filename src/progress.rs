@@ -26,6 +26,13 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Send requests that got an answer: accepted, rejected or unknown.
+    pub fn answered_sends(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+            + self.rejected.load(Ordering::Relaxed)
+            + self.unknown.load(Ordering::Relaxed)
+    }
+
     pub fn record_send(&self, change: &Change) {
         let counter = match change {
             Change::Accepted { .. } => &self.accepted,

@@ -1,6 +1,7 @@
 //! The send loop: claims pending messages (durably `sending`), paces the
-//! requests with a token bucket, caps those in flight, and turns each answer
-//! into a [`Change`] for the recorder.
+//! requests on an even schedule under the hard ceiling of `--rate`, caps
+//! those in flight, and turns each answer into a [`Change`] for the
+//! recorder.
 //!
 //! The loop is [`try_send_next`] (one message) inside [`run_until_stopped`];
 //! cancellation is checked between messages only, so a request that left is
@@ -9,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::DefaultDirectRateLimiter;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{ApiClient, FatalError, SendOutcome};
 use crate::clock::{duration_ms, now_ms};
 use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, RemoteStatus};
-use crate::pacing::{self, AdaptiveRate, Backoff, CircuitBreaker};
+use crate::pacing::{AdaptiveRate, Backoff, CircuitBreaker, RateCeiling};
 use crate::progress::Counters;
 use crate::recorder::Recorder;
 use crate::store::{Change, ClaimedMessage, Store, StoreError};
@@ -29,6 +29,10 @@ use crate::store::{Change, ClaimedMessage, Store, StoreError};
 const MAX_CONSECUTIVE_UNREACHABLE: u32 = 8;
 /// The resolution of tokio's timers.
 const TIMER_TICK: Duration = Duration::from_millis(1);
+/// How far the send schedule may fall behind before the lost time is given
+/// up: a short stall is made up (within the ceiling), a long one is not
+/// followed by a burst.
+const MAX_SCHEDULE_LAG: Duration = Duration::from_millis(250);
 /// Back-off after a 429 without `Retry-After` or a failed connection, and its
 /// cap.
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -88,7 +92,6 @@ pub enum Step {
 /// Shared between the loop and its request tasks.
 struct Shared {
     ctx: SendContext,
-    limiter: DefaultDirectRateLimiter,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
     /// Pacing state shared by the loop and the request tasks.
@@ -101,8 +104,10 @@ struct Shared {
 struct Pacing {
     /// No request leaves before this instant (429, unreachable API).
     pause_until: Instant,
-    /// The next free slot of the adaptive rate.
+    /// The next slot of the even schedule at the adaptive rate.
     next_slot: Instant,
+    /// The hard ceiling: the configured rate, whatever the adaptive one.
+    ceiling: RateCeiling,
     rate: AdaptiveRate,
     backoff: Backoff,
     breaker: CircuitBreaker,
@@ -120,7 +125,6 @@ pub struct Sender {
 impl Sender {
     pub fn new(ctx: SendContext) -> Sender {
         let rate = ctx.rate.max(0.001);
-        // No burst: one request per 1/rate seconds.
         // Claim about 10 ms worth of messages at a time, so a claimed message
         // waits little for its turn.
         let batch = ((rate * 0.01).ceil() as usize).clamp(1, 64);
@@ -129,12 +133,12 @@ impl Sender {
         Sender {
             shared: Arc::new(Shared {
                 ctx,
-                limiter: pacing::limiter(rate),
                 permits,
                 tasks: TaskTracker::new(),
                 pacing: Mutex::new(Pacing {
                     pause_until: Instant::now(),
                     next_slot: Instant::now(),
+                    ceiling: RateCeiling::new(rate),
                     rate: AdaptiveRate::new(rate, std::time::Instant::now()),
                     backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
                     breaker,
@@ -168,8 +172,6 @@ impl Sender {
         if turn > Instant::now() + TIMER_TICK {
             tokio::time::sleep_until(turn).await;
         }
-        // The configured rate is a hard ceiling whatever the adaptive rate.
-        shared.limiter.until_ready().await;
         if self.claimed.is_empty() {
             let want = self.batch.min(1 + shared.permits.available_permits());
             let claimed = shared
@@ -183,6 +185,18 @@ impl Sender {
             drop(permit);
             return Ok(self.wait_for_work().await);
         };
+        // Checked after the claim, right before the request leaves, so the
+        // claim's own time cannot squeeze two sends closer than allowed.
+        let earliest = shared.pacing.lock().await.ceiling.earliest();
+        if let Some(earliest) = earliest {
+            tokio::time::sleep_until(Instant::from_std(earliest)).await;
+        }
+        shared
+            .pacing
+            .lock()
+            .await
+            .ceiling
+            .record(std::time::Instant::now());
         let task_shared = shared.clone();
         shared
             .tasks
@@ -364,12 +378,16 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
 }
 
 impl Shared {
-    /// When the next request may leave: after any pause, one adaptive-rate
-    /// interval after the previous one.
+    /// When the next request may leave: the next slot of an even schedule
+    /// at the adaptive rate, after any pause. A request that left late does
+    /// not push the schedule back (up to [`MAX_SCHEDULE_LAG`]), so the mean
+    /// rate holds; the ceiling keeps the catching up within the limit.
     async fn next_turn(&self) -> Instant {
         let mut pacing = self.pacing.lock().await;
         let interval = Duration::from_secs_f64(1.0 / pacing.rate.current());
-        let turn = Instant::now().max(pacing.pause_until).max(pacing.next_slot);
+        let now = Instant::now();
+        let earliest_slot = now.checked_sub(MAX_SCHEDULE_LAG).unwrap_or(now);
+        let turn = pacing.next_slot.max(earliest_slot).max(pacing.pause_until);
         pacing.next_slot = turn + interval;
         turn
     }
