@@ -3,9 +3,10 @@
 //! those in flight, and turns each answer into a [`Change`] for the
 //! recorder.
 //!
-//! The loop is [`try_send_next`] (one message) inside [`run_until_stopped`];
-//! cancellation is checked between messages only, so a request that left is
-//! always answered and recorded.
+//! The loop is [`try_send_next`] (one message) inside [`run_until_stopped`].
+//! A stop cuts only waits short: a claimed message is either sent or put
+//! back in the queue, and a request that left is always answered and
+//! recorded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,16 @@ pub enum Step {
     Dispatched,
     /// Nothing is pending and nothing is in flight.
     Idle,
+    /// The run was cancelled or stopped while waiting.
+    Halted,
+}
+
+/// Resolves when the run is cancelled from outside or stopped from inside.
+async fn halted(cancel: &CancellationToken, stopped: &CancellationToken) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = stopped.cancelled() => {}
+    }
 }
 
 /// Shared between the loop and its request tasks.
@@ -155,14 +166,16 @@ impl Sender {
 
     /// Hands one message to a request task, waiting for the rate limiter and
     /// a free in-flight slot.
-    pub async fn try_send_next(&mut self) -> Result<Step, SendError> {
+    pub async fn try_send_next(&mut self, cancel: &CancellationToken) -> Result<Step, SendError> {
         let shared = &self.shared;
-        let permit = shared
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Corrupt("send permits closed".into()))?;
+        // Only waits are cut short by a stop: a claim that committed, or a
+        // message taken from `claimed`, must reach a request or the queue.
+        let halt = || halted(cancel, &shared.stopped);
+        let permit = tokio::select! {
+            permit = shared.permits.clone().acquire_owned() => permit
+                .map_err(|_| StoreError::Corrupt("send permits closed".into()))?,
+            _ = halt() => return Ok(Step::Halted),
+        };
         // Wait for our turn before claiming: a message is `sending` only
         // for the moment before its request leaves, which keeps the window
         // of messages a crash leaves `unknown` close to those in flight.
@@ -170,7 +183,10 @@ impl Sender {
         // Timers tick in milliseconds: a turn less than one tick away is
         // taken now (the slots still add up to the rate over any second).
         if turn > Instant::now() + TIMER_TICK {
-            tokio::time::sleep_until(turn).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(turn) => {}
+                _ = halt() => return Ok(Step::Halted),
+            }
         }
         if self.claimed.is_empty() {
             let want = self.batch.min(1 + shared.permits.available_permits());
@@ -181,16 +197,26 @@ impl Sender {
                 .await?;
             self.claimed.extend(claimed);
         }
-        let Some(message) = self.claimed.pop_front() else {
+        if self.claimed.is_empty() {
             drop(permit);
-            return Ok(self.wait_for_work().await);
-        };
+            return Ok(tokio::select! {
+                step = self.wait_for_work() => step,
+                _ = halt() => Step::Halted,
+            });
+        }
         // Checked after the claim, right before the request leaves, so the
         // claim's own time cannot squeeze two sends closer than allowed.
         let earliest = shared.pacing.lock().await.ceiling.earliest();
         if let Some(earliest) = earliest {
-            tokio::time::sleep_until(Instant::from_std(earliest)).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(Instant::from_std(earliest)) => {}
+                _ = halt() => return Ok(Step::Halted),
+            }
         }
+        let Some(message) = self.claimed.pop_front() else {
+            // Not reached: `claimed` was checked above.
+            return Ok(Step::Dispatched);
+        };
         shared
             .pacing
             .lock()
@@ -230,13 +256,9 @@ impl Sender {
             if cancel.is_cancelled() || stopped.is_cancelled() {
                 break Ok(());
             }
-            let step = tokio::select! {
-                step = self.try_send_next() => step,
-                _ = cancel.cancelled() => break Ok(()),
-                _ = stopped.cancelled() => break Ok(()),
-            };
-            match step {
+            match self.try_send_next(&cancel).await {
                 Ok(Step::Dispatched) => {}
+                Ok(Step::Halted) => break Ok(()),
                 Ok(Step::Idle) => {
                     // Claims saw nothing and nothing is in flight; once the
                     // last answers are written, a last look catches messages
