@@ -146,11 +146,14 @@ pub fn sends_per_recipient(ledger: &[LedgerEntry]) -> HashMap<String, usize> {
 }
 
 impl World {
-    /// A read-only connection to the database, for checks between runs.
+    /// A connection to the database, for checks between runs. Read-write
+    /// (never creating it): a kill while the database was being created can
+    /// leave a hot rollback journal, which only a writer may roll back, as
+    /// the next run of bpsms would.
     pub async fn read_db(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", self.db.display()))
+        sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rw", self.db.display()))
             .await
-            .expect("open the database read-only")
+            .expect("open the database")
     }
 }
 
