@@ -5,11 +5,28 @@
 //! This module owns the normalisation of the formats people export from
 //! spreadsheets and CRMs (`(415) 555-0101`, `1-415-555-0101`, `00 44 …`,
 //! `+44 (0)20 …`, `4155550101.0`, `tel:` URIs, non-breaking spaces …) and the
-//! verdict on whether a number is valid, which it delegates to the
-//! `phonenumber` crate (libphonenumber's metadata). It does no I/O and keeps
-//! no state. Every [`PhoneError`] message is written for people: reports quote
-//! it verbatim, so it names the problem and never echoes more than about 40
-//! characters of the input.
+//! verdict on whether a number is valid, which is libphonenumber's as the
+//! `phonenumber` crate reads its metadata. It does no I/O; its only state is
+//! the regular expressions of the fast path, compiled once on first use and
+//! never changed after. Every [`PhoneError`] message is written for people:
+//! reports quote it verbatim, so it names the problem and never echoes more
+//! than about 40 characters of the input.
+//!
+//! The fast path: `phonenumber` 0.3 spends microseconds per number (and up
+//! to a millisecond in files with numbers of many countries) in its shared
+//! cache of regular expressions, which hashes each pattern's text on every
+//! match and, holding only 100 patterns, keeps compiling them again. So
+//! `resolve` first tries `resolve_fast`, which repeats the crate's parse and
+//! validity check for a string of digits step by step over patterns the
+//! inner `fast` module compiles once from the same metadata, and writes the
+//! E.164 form directly. Wherever `fast` cannot decide exactly as the crate
+//! would, it says so and `resolve_full`, the crate itself, decides. The two
+//! must agree on every input, error variant and message included: the test
+//! `fast_path_agrees_with_full_path` compares them on 20,000 generated
+//! numbers of many regions on every run, and the ignored
+//! `fast_path_agrees_on_many_numbers` on 250,000. `fast` mirrors
+//! `phonenumber` 0.3.10: before taking another version, re-read its
+//! `validator.rs`, `parser/mod.rs` and `parser/helper.rs` and run both.
 //!
 //! Two workarounds for `phonenumber` 0.3 live here and nowhere else:
 //!
@@ -289,10 +306,174 @@ fn clean(raw: &str) -> Result<Cleaned, PhoneError> {
     Ok(Cleaned { prefix, digits })
 }
 
-/// Parses cleaned digits with libphonenumber and turns its verdict into an
-/// [`E164`] or a [`PhoneError`]. `region` is `None` for senders, which must
+/// Turns cleaned digits into an [`E164`] or a [`PhoneError`], with exactly
+/// the verdict of [`resolve_full`]. `region` is `None` for senders, which must
 /// carry their country.
 fn resolve(raw: &str, cleaned: Cleaned, region: Option<&Region>) -> Result<E164, PhoneError> {
+    match resolve_fast(raw, &cleaned, region) {
+        Some(verdict) => verdict,
+        None => resolve_full(raw, cleaned, region),
+    }
+}
+
+/// [`resolve_full`] step by step, with the crate's parse and validity check
+/// replaced by their mirror in [`fast`]. `None` when [`fast`] cannot decide
+/// as the crate would; the caller then takes the full path.
+fn resolve_fast(
+    raw: &str,
+    cleaned: &Cleaned,
+    region: Option<&Region>,
+) -> Option<Result<E164, PhoneError>> {
+    let tables = fast::tables();
+    let mut digits = cleaned.digits.as_str();
+    let mut international = cleaned.prefix != Prefix::None;
+    let mut home = None;
+    if !international {
+        if let Some(region) = region {
+            let compiled = tables.region(region)?;
+            if let Some(end) = compiled.dialling_prefix_end(digits) {
+                digits = digits.get(end..)?;
+                international = true;
+            }
+            home = Some(compiled);
+        }
+    }
+
+    let n_digits = digits.len();
+    let too_long = if international {
+        n_digits > E164_MAX_DIGITS
+    } else {
+        n_digits > NATIONAL_MAX_DIGITS
+    };
+    if too_long {
+        return Some(Err(PhoneError::TooLong {
+            input: shown(raw),
+            n_digits,
+        }));
+    }
+
+    let parsed = if international {
+        // Never with a default region: see the module documentation.
+        tables.parse_international(digits)?
+    } else {
+        let home = match home {
+            Some(home) => home,
+            None => tables.region(&region.copied().unwrap_or_default())?,
+        };
+        tables.parse_national(digits, home)?
+    };
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(failure) => {
+            return Some(Err(match failure {
+                fast::ParseFailure::TooLong => PhoneError::TooLong {
+                    input: shown(raw),
+                    n_digits,
+                },
+                fast::ParseFailure::InvalidCountryCode => {
+                    PhoneError::UnknownCountryCode { input: shown(raw) }
+                }
+                fast::ParseFailure::NoNumber
+                | fast::ParseFailure::TooShortNsn
+                | fast::ParseFailure::MalformedInteger => PhoneError::TooShort {
+                    input: shown(raw),
+                    n_digits,
+                },
+            }))
+        }
+    };
+
+    // A string of digits never parses with an extension, so the full path's
+    // extension check has nothing to find here.
+    let code = parsed.code;
+    let national = parsed.national.as_ref();
+    let validity = tables.validity(code, national)?;
+    if !validity.valid {
+        let metadata = tables.metadata_for_errors(code, national, validity)?;
+        return Some(Err(why_invalid_fast(
+            raw,
+            code,
+            national.len(),
+            metadata,
+            international,
+            region,
+            n_digits,
+        )));
+    }
+
+    // `Mode::E164` writes `+`, the code and the national number with its
+    // leading zeros; that is all the formatter does in that mode.
+    let formatted = format!("+{code}{national}");
+    let well_formed = formatted.strip_prefix('+').is_some_and(|rest| {
+        (2..=E164_MAX_DIGITS).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_digit())
+    });
+    if !well_formed {
+        let metadata = tables.metadata_for_errors(code, national, validity)?;
+        return Some(Err(PhoneError::Invalid {
+            input: shown(raw),
+            place: describe_place_fast(code, metadata, international, region),
+        }));
+    }
+    Some(Ok(E164(formatted)))
+}
+
+/// [`why_invalid`] for a number parsed by [`fast`], given the metadata
+/// [`number_metadata`] would find.
+fn why_invalid_fast(
+    raw: &str,
+    code: u16,
+    national_len: usize,
+    metadata: Option<&Metadata>,
+    international: bool,
+    region: Option<&Region>,
+    n_digits: usize,
+) -> PhoneError {
+    let typed_len = if international {
+        national_len
+    } else {
+        n_digits
+    };
+    if let Some((shortest, longest)) = metadata.and_then(subscriber_lengths) {
+        if national_len < shortest && typed_len < shortest {
+            return PhoneError::TooShort {
+                input: shown(raw),
+                n_digits,
+            };
+        }
+        if national_len > longest && typed_len > longest {
+            return PhoneError::TooLong {
+                input: shown(raw),
+                n_digits,
+            };
+        }
+    }
+    PhoneError::Invalid {
+        input: shown(raw),
+        place: describe_place_fast(code, metadata, international, region),
+    }
+}
+
+/// [`describe_place`] for a number parsed by [`fast`].
+fn describe_place_fast(
+    code: u16,
+    metadata: Option<&Metadata>,
+    international: bool,
+    region: Option<&Region>,
+) -> String {
+    if let Some(region) = region.filter(|_| !international) {
+        return format!("region {region}");
+    }
+    match metadata {
+        Some(metadata) => format!("country code +{code} ({})", metadata.id()),
+        None => format!("country code +{code}"),
+    }
+}
+
+/// Parses cleaned digits with libphonenumber and turns its verdict into an
+/// [`E164`] or a [`PhoneError`]. `region` is `None` for senders, which must
+/// carry their country. This is the reference [`resolve_fast`] must agree
+/// with, and the path taken whenever [`fast`] cannot decide.
+fn resolve_full(raw: &str, cleaned: Cleaned, region: Option<&Region>) -> Result<E164, PhoneError> {
     let Cleaned { prefix, mut digits } = cleaned;
     let mut international = prefix != Prefix::None;
     if !international {
@@ -610,6 +791,8 @@ fn shown(raw: &str) -> String {
     }
     out
 }
+
+mod fast;
 
 #[cfg(test)]
 mod tests {
@@ -1010,5 +1193,452 @@ mod tests {
             international >= 3,
             "only {international} international numbers"
         );
+    }
+
+    /// The verdict of the full path alone: the reference for the fast path.
+    fn parse_full(raw: &str, region: &Region) -> Result<E164, PhoneError> {
+        resolve_full(raw, clean(raw)?, Some(region))
+    }
+
+    /// SplitMix64: deterministic, so a disagreement can be replayed from the
+    /// seed, and independent of any `rand` version.
+    struct SplitMix(u64);
+
+    impl SplitMix {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+
+        fn digits(&mut self, len: usize) -> String {
+            (0..len)
+                .map(|_| char::from(b'0' + self.below(10) as u8))
+                .collect()
+        }
+    }
+
+    /// Default regions the agreement test reads national numbers in.
+    const AGREEMENT_REGIONS: &[&str] = &[
+        "US", "CA", "GB", "DE", "FR", "IN", "BR", "AU", "MX", "IT", "AR", "JP", "BS", "JM", "PR",
+        "DO", "TT", "GG", "VA", "SM", "GA", "RU",
+    ];
+
+    /// Regions whose example numbers seed the generated inputs: the default
+    /// regions, every +1 region, and regions with a national prefix
+    /// transform rule or a calling code shared with others.
+    const EXAMPLE_REGIONS: &[&str] = &[
+        "US", "CA", "GB", "DE", "FR", "IN", "BR", "AU", "MX", "IT", "AR", "JP", "AG", "AI", "AS",
+        "BB", "BM", "BS", "DM", "DO", "GD", "GU", "JM", "KN", "KY", "LC", "MP", "MS", "PR", "SX",
+        "TC", "TT", "VC", "VG", "VI", "GG", "JE", "IM", "VA", "SM", "GA", "MG", "NF", "CC", "CX",
+        "RU", "KZ", "CN", "SG", "NZ", "AT", "ES", "NL", "CH", "KR", "ZA", "NG",
+    ];
+
+    /// Area codes of the Caribbean and other +1 regions besides US and CA.
+    const NANP_AREA_CODES: &[&str] = &[
+        "242", "246", "264", "268", "284", "340", "345", "441", "473", "649", "658", "664", "670",
+        "671", "684", "721", "758", "767", "784", "787", "809", "829", "849", "868", "869", "876",
+        "939", "415", "212", "604", "416", "555", "123", "800", "900",
+    ];
+
+    /// A country of the generated inputs: its calling code, national prefix
+    /// and the example national numbers of its metadata.
+    struct Country {
+        code: u16,
+        national_prefix: Option<&'static str>,
+        examples: Vec<&'static str>,
+    }
+
+    fn example_countries() -> Vec<Country> {
+        let types = [
+            Type::FixedLine,
+            Type::Mobile,
+            Type::TollFree,
+            Type::PremiumRate,
+            Type::SharedCost,
+            Type::PersonalNumber,
+            Type::Voip,
+            Type::Pager,
+            Type::Uan,
+            Type::Voicemail,
+            Type::Emergency,
+            Type::ShortCode,
+            Type::NoInternational,
+        ];
+        EXAMPLE_REGIONS
+            .iter()
+            .map(|id| {
+                let metadata = DATABASE.by_id(*id).expect("example region has metadata");
+                let descriptors = metadata.descriptors();
+                let examples: Vec<&'static str> = types
+                    .iter()
+                    .filter_map(|kind| descriptors.get(*kind)?.example())
+                    .collect();
+                assert!(!examples.is_empty(), "{id} has no example numbers");
+                Country {
+                    code: metadata.country_code(),
+                    national_prefix: metadata.national_prefix(),
+                    examples,
+                }
+            })
+            .collect()
+    }
+
+    /// An example number as is, or with a digit changed, dropped or added,
+    /// or cut and completed with random digits.
+    fn mutate(rng: &mut SplitMix, example: &str) -> String {
+        let mut digits = example.to_owned();
+        let at = rng.below(digits.len() + 1);
+        match rng.below(8) {
+            0..=2 => {}
+            3 if at < digits.len() => {
+                let digit = rng.digits(1);
+                digits.replace_range(at..=at, &digit);
+            }
+            4 if at < digits.len() => {
+                digits.remove(at);
+            }
+            5 => digits.insert_str(at, &rng.digits(1)),
+            6 => {
+                let tail = rng.digits(digits.len() - at);
+                digits.replace_range(at.., &tail);
+            }
+            _ => {
+                let len = rng.below(6);
+                digits.truncate(at);
+                digits.push_str(&rng.digits(len));
+            }
+        }
+        digits
+    }
+
+    /// One input as a CSV cell might hold it.
+    fn generate(rng: &mut SplitMix, countries: &[Country]) -> String {
+        let raw = match rng.below(10) {
+            0..=5 => {
+                let country = rng.pick(countries);
+                let example = *rng.pick(&country.examples);
+                let nsn = mutate(rng, example);
+                let code = country.code;
+                let prefix = country.national_prefix.unwrap_or("");
+                match rng.below(11) {
+                    0 | 1 => nsn,
+                    2 => format!("{prefix}{nsn}"),
+                    3 => format!("+{code}{nsn}"),
+                    4 => format!("+{code} {prefix}{nsn}"),
+                    5 => format!("00{code}{nsn}"),
+                    6 => format!("011{code}{nsn}"),
+                    7 => format!("{code}{nsn}"),
+                    8 => format!("+{code} (0){nsn}"),
+                    9 => format!("00{code}{prefix}{nsn}"),
+                    _ => format!("1{nsn}"),
+                }
+            }
+            6 | 7 => {
+                let prefix = *rng.pick(&[
+                    "", "", "", "+", "+", "0", "00", "011", "1", "+1", "+0", "0011", "001", "01",
+                    "10", "+44", "+39", "+54", "+55", "+81",
+                ]);
+                let len = 3 + rng.below(15);
+                format!("{prefix}{}", rng.digits(len))
+            }
+            _ => {
+                let prefix = *rng.pick(&["", "", "1", "+1", "001", "0111", "1 ", "+1 ("]);
+                let area = *rng.pick(NANP_AREA_CODES);
+                let len = 6 + rng.below(3);
+                format!("{prefix}{area}{}", rng.digits(len))
+            }
+        };
+        decorate(rng, raw)
+    }
+
+    /// Sometimes puts separators between the digits, as people write them.
+    fn decorate(rng: &mut SplitMix, raw: String) -> String {
+        if rng.below(5) != 0 {
+            return raw;
+        }
+        let mut out = String::with_capacity(raw.len() * 2);
+        for (index, character) in raw.chars().enumerate() {
+            if index > 1 && character.is_ascii_digit() && rng.below(4) == 0 {
+                out.push(*rng.pick(&[' ', '-', '.']));
+            }
+            out.push(character);
+        }
+        out
+    }
+
+    fn outcome_kind(outcome: &Result<E164, PhoneError>) -> &'static str {
+        match outcome {
+            Ok(_) => "valid",
+            Err(PhoneError::Empty) => "Empty",
+            Err(PhoneError::Letters { .. }) => "Letters",
+            Err(PhoneError::Extension { .. }) => "Extension",
+            Err(PhoneError::UnexpectedCharacter { .. }) => "UnexpectedCharacter",
+            Err(PhoneError::SpreadsheetNumber { .. }) => "SpreadsheetNumber",
+            Err(PhoneError::TooShort { .. }) => "TooShort",
+            Err(PhoneError::TooLong { .. }) => "TooLong",
+            Err(PhoneError::UnknownCountryCode { .. }) => "UnknownCountryCode",
+            Err(PhoneError::Invalid { .. }) => "Invalid",
+            Err(PhoneError::UnknownRegion { .. }) => "UnknownRegion",
+            Err(PhoneError::AlphanumericSender { .. }) => "AlphanumericSender",
+            Err(PhoneError::SenderNotInternational { .. }) => "SenderNotInternational",
+        }
+    }
+
+    /// Compares the fast path with the full path on one input; the fast path
+    /// must decide by itself (no fallback) and agree exactly.
+    #[track_caller]
+    fn check_agrees(
+        raw: &str,
+        region: Option<&Region>,
+        outcomes: &mut HashMap<&'static str, usize>,
+    ) {
+        let Ok(cleaned) = clean(raw) else {
+            *outcomes.entry("refused by clean").or_default() += 1;
+            return;
+        };
+        let for_full = Cleaned {
+            prefix: cleaned.prefix,
+            digits: cleaned.digits.clone(),
+        };
+        let full = resolve_full(raw, for_full, region);
+        let fast = resolve_fast(raw, &cleaned, region);
+        assert_eq!(
+            fast.as_ref(),
+            Some(&full),
+            "input {raw:?} region {region:?}: fast path disagrees with the full path"
+        );
+        *outcomes.entry(outcome_kind(&full)).or_default() += 1;
+    }
+
+    /// Runs `n_inputs` generated inputs through both paths, each in a random
+    /// default region and, when it starts with `+`, as a sender too.
+    fn check_agreement(n_inputs: usize, seed: u64) {
+        let countries = example_countries();
+        let regions: Vec<Region> = AGREEMENT_REGIONS.iter().map(|id| region(id)).collect();
+        let mut rng = SplitMix(seed);
+        let mut inputs: Vec<(usize, String)> = (0..n_inputs)
+            .map(|_| {
+                let raw = generate(&mut rng, &countries);
+                (rng.below(regions.len()), raw)
+            })
+            .collect();
+        // Grouped by region and leading digits, the full path's pattern cache
+        // misses less, which keeps the test fast; the inputs are the same.
+        inputs.sort_unstable();
+        let mut outcomes: HashMap<&'static str, usize> = HashMap::new();
+        for (region_index, raw) in &inputs {
+            check_agrees(raw, Some(&regions[*region_index]), &mut outcomes);
+            if raw.starts_with('+') {
+                check_agrees(raw, None, &mut outcomes);
+            }
+        }
+        let n_checked: usize = outcomes.values().sum();
+        let mut outcomes: Vec<_> = outcomes.into_iter().collect();
+        outcomes.sort();
+        eprintln!("{n_inputs} inputs, {n_checked} comparisons: {outcomes:?}");
+        let count = |kind: &str| {
+            outcomes
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map_or(0, |(_, n)| *n)
+        };
+        // The generator must keep exercising every verdict digits can get:
+        // each in at least 1% of the comparisons.
+        for kind in [
+            "valid",
+            "Invalid",
+            "TooShort",
+            "TooLong",
+            "UnknownCountryCode",
+        ] {
+            assert!(count(kind) * 100 >= n_checked, "too few {kind}");
+        }
+    }
+
+    /// The fast path gives the verdict of the full path: 20,000 generated
+    /// inputs by default; `fast_path_agrees_on_many_numbers` runs 250,000.
+    #[test]
+    fn fast_path_agrees_with_full_path() {
+        check_agreement(20_000, 0x5EED_0001);
+    }
+
+    /// `BPSMS_AGREEMENT_INPUTS` and `BPSMS_AGREEMENT_SEED` run more inputs
+    /// or other ones.
+    #[test]
+    #[ignore = "slow in debug builds: cargo test --release --lib domain::phone -- --ignored"]
+    fn fast_path_agrees_on_many_numbers() {
+        let setting = |name: &str, default: u64| {
+            std::env::var(name)
+                .map(|value| value.parse().expect("setting is a number"))
+                .unwrap_or(default)
+        };
+        let n_inputs = setting("BPSMS_AGREEMENT_INPUTS", 250_000);
+        let seed = setting("BPSMS_AGREEMENT_SEED", 0x5EED_0002);
+        check_agreement(usize::try_from(n_inputs).expect("count fits"), seed);
+    }
+
+    #[test]
+    fn fast_path_agrees_on_hand_picked_numbers() {
+        let mut outcomes = HashMap::new();
+        let raws = [
+            "4155550101",
+            "14155550101",
+            "+14155550101",
+            "+1 242 357 1234",
+            "242 357 1234",
+            "1 876 555 0101",
+            "+1 876 5550101",
+            "+1 787 555 0101",
+            "+1 809 555 0101",
+            "+44 1481 256789",
+            "01481 256789",
+            "+39 06 6989 1234",
+            "06 6989 1234",
+            "+39 06698 12345",
+            "+54 9 11 1234 5678",
+            "011 15 1234 5678",
+            "+55 11 91234 5678",
+            "0 21 11 91234 5678",
+            "+81 3 1234 5678",
+            "+378 0549 123456",
+            "+241 06 03 12345",
+            "+672 3 12345",
+            "+800 1234 5678",
+            "+979 1234 56789",
+            "+882 1234 5678",
+            "00",
+            "000",
+            "011",
+            "0111",
+            "01144",
+            "+0",
+            "+00",
+            "+000",
+            "+999 1234567",
+            "0000000000",
+            "+1 000 000 0000",
+            "12345678901234567",
+            "123456789012345678",
+            "+123456789012345",
+            "+1234567890123456",
+        ];
+        let regions: Vec<Region> = AGREEMENT_REGIONS.iter().map(|id| region(id)).collect();
+        for raw in raws {
+            for default_region in &regions {
+                check_agrees(raw, Some(default_region), &mut outcomes);
+            }
+            check_agrees(raw, None, &mut outcomes);
+        }
+    }
+
+    /// Times both paths on the same inputs. Run it with
+    /// `cargo test --release --lib domain::phone::tests::bench_parse -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark, run by hand in release mode"]
+    fn bench_parse() {
+        use std::hint::black_box;
+        use std::time::Instant;
+
+        const AREA_CODES: &[&str] = &[
+            "201", "212", "213", "305", "312", "404", "415", "503", "512", "602", "617", "646",
+            "702", "713", "718", "773", "805", "818", "917", "954",
+        ];
+        let mut rng = SplitMix(42);
+        let us_national: Vec<String> = (0..1000)
+            .map(|_| {
+                let area = rng.pick(AREA_CODES);
+                let exchange = 200 + rng.below(800);
+                let line = rng.digits(4);
+                match rng.below(3) {
+                    0 => format!("({area}) {exchange}-{line}"),
+                    1 => format!("{area}-{exchange}-{line}"),
+                    _ => format!("{area}{exchange}{line}"),
+                }
+            })
+            .collect();
+        let plus_one: Vec<String> = us_national.iter().map(|raw| format!("+1 {raw}")).collect();
+        let countries = example_countries();
+        let international: Vec<String> = (0..1000)
+            .map(|_| {
+                let country = rng.pick(&countries[..12]);
+                let nsn = rng.pick(&country.examples);
+                format!("+{} {nsn}", country.code)
+            })
+            .collect();
+        let random: Vec<String> = (0..1000)
+            .map(|_| {
+                let len = 3 + rng.below(15);
+                rng.digits(len)
+            })
+            .collect();
+        let mixed: Vec<String> = (0..1000).map(|_| generate(&mut rng, &countries)).collect();
+
+        let us = us();
+        let time = |inputs: &[String], n_calls: usize, parse: &dyn Fn(&str) -> bool| {
+            let start = Instant::now();
+            let mut n_valid = 0usize;
+            for raw in inputs.iter().cycle().take(n_calls) {
+                n_valid += usize::from(parse(black_box(raw)));
+            }
+            let elapsed = start.elapsed();
+            (elapsed.as_nanos() as f64 / n_calls as f64, n_valid)
+        };
+        let fast = |raw: &str| E164::parse(raw, &us).is_ok();
+        let full = |raw: &str| parse_full(raw, &us).is_ok();
+        // Compile the patterns every set of inputs needs before timing.
+        for inputs in [&us_national, &plus_one, &international, &random, &mixed] {
+            time(inputs, inputs.len(), &fast);
+        }
+        // The full path is slow enough on many countries (its pattern cache
+        // thrashes) that it gets fewer calls there.
+        for (name, inputs, n_fast, n_full) in [
+            (
+                "US national, (415) 555-0101 and the like",
+                &us_national,
+                1_000_000,
+                1_000_000,
+            ),
+            (
+                "+1 415 555 0101 and the like",
+                &plus_one,
+                1_000_000,
+                200_000,
+            ),
+            (
+                "+CC example numbers of 12 countries",
+                &international,
+                1_000_000,
+                5_000,
+            ),
+            (
+                "random digit strings of 3-17 digits",
+                &random,
+                1_000_000,
+                200_000,
+            ),
+            ("agreement-test mix", &mixed, 1_000_000, 5_000),
+        ] {
+            let (fast_ns, fast_valid) = time(inputs, n_fast, &fast);
+            let (full_ns, full_valid) = time(inputs, n_full, &full);
+            // Both counts cover whole passes over the 1,000 inputs.
+            assert_eq!(fast_valid / (n_fast / 1000), full_valid / (n_full / 1000));
+            eprintln!(
+                "{name}: fast {fast_ns:.0} ns/number ({n_fast} calls), full {full_ns:.0} \
+                 ns/number ({n_full} calls), {:.0}x; {} of 1000 valid",
+                full_ns / fast_ns,
+                fast_valid / (n_fast / 1000)
+            );
+        }
     }
 }

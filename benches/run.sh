@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The performance figures of BENCHMARKS.md, each measured side by side with
+# its reference in the same run. Needs python3, sqlite3, wrk and GNU time
+# (Debian: apt-get install sqlite3 wrk time).
+#
+#   benches/run.sh [import|send|rate|tracking|e2e|all]   (default: all)
+#
+# BENCH_DIR (default /tmp/bpsms-bench) holds the generated files and
+# databases; BENCH_ROWS (default 1000000) sizes the import and end-to-end runs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$ROOT/target/release/bpsms
+DIR=${BENCH_DIR:-/tmp/bpsms-bench}
+ROWS=${BENCH_ROWS:-1000000}
+PORT=${BENCH_PORT:-18181}
+SIM=http://127.0.0.1:$PORT
+WHAT=${1:-all}
+mkdir -p "$DIR"
+cd "$DIR"
+
+export BPSMS_CLIENT_ID=demo BPSMS_CLIENT_SECRET=demo-secret BPSMS_BASE_URL=$SIM
+FROM=+16505550100
+
+(cd "$ROOT" && cargo build --release --quiet)
+
+# `/usr/bin/time` as "seconds peak_kb".
+timed() { /usr/bin/time -f "%e %M" -o "$DIR/time.out" "$@"; cat "$DIR/time.out"; }
+recipients() { # rows → file name; generated once
+  local file=$DIR/r$1.csv
+  [ -s "$file" ] || python3 "$ROOT/benches/gen_recipients.py" "$1" > "$file"
+  echo "$file"
+}
+SIM_PID=
+start_sim() {
+  stop_sim
+  "$BIN" mock-server --listen 127.0.0.1:$PORT "$@" > "$DIR/sim.log" 2>&1 &
+  SIM_PID=$!
+  for _ in $(seq 100); do curl -sf "$SIM/_mock/stats" > /dev/null && return; sleep 0.1; done
+  echo "the simulator did not start; see $DIR/sim.log" >&2; exit 1
+}
+stop_sim() { [ -n "$SIM_PID" ] && kill "$SIM_PID" 2> /dev/null && wait "$SIM_PID" 2> /dev/null; SIM_PID=; return 0; }
+trap stop_sim EXIT
+ledger() { curl -sf "$SIM/_mock/ledger" | python3 "$ROOT/benches/ledger.py"; }
+stats() { curl -sf "$SIM/_mock/stats"; }
+fresh_db() { rm -f "$DIR/$1" "$DIR/$1-wal" "$DIR/$1-shm"; }
+
+bench_import() {
+  local csv; csv=$(recipients "$ROWS")
+  echo "## Import of $ROWS rows ($(du -h "$csv" | cut -f1))"
+  fresh_db ref.db
+  read -r ref_s ref_kb < <(timed sqlite3 "$DIR/ref.db" ".import --csv $csv recipients")
+  fresh_db import.db
+  read -r s kb < <(timed "$BIN" --db "$DIR/import.db" import --campaign bench --csv "$csv" \
+    --from $FROM --body 'Hello {{first_name}}' 2> /dev/null)
+  echo "sqlite3 .import: ${ref_s} s, ${ref_kb} KB peak RSS"
+  echo "bpsms import:    ${s} s, ${kb} KB peak RSS"
+  python3 -c "print(f'ratio bpsms/sqlite3: {$s/$ref_s:.2f}; rows/s: {$ROWS/$s:,.0f}')"
+}
+
+bench_send() {
+  local n=${SEND_ROWS:-50000} conns=${SEND_CONNECTIONS:-64} csv
+  csv=$(recipients "$n")
+  echo "## Send throughput, $conns connections"
+  start_sim --sent-after 1h --delivered-after 1h
+  local token
+  token=$(curl -sf -d grant_type=client_credentials -d client_id=demo \
+    -d client_secret=demo-secret -d scope=127.0.0.1 "$SIM/configapi/v2/oauth/token" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  BPSMS_TOKEN=$token wrk -t2 -c"$conns" -d10s -s "$ROOT/benches/send.lua" \
+    "$SIM/clientweb/smsapi/v1/Messages" > "$DIR/wrk.out"
+  local raw; raw=$(awk '/Requests\/sec/ {print $2}' "$DIR/wrk.out")
+  echo "wrk, same POST: $raw requests/s"
+  start_sim --sent-after 1h --delivered-after 1h
+  fresh_db send.db
+  "$BIN" --db "$DIR/send.db" import --campaign send --csv "$csv" --from $FROM \
+    --body 'Hello {{first_name}}' 2> /dev/null
+  # The tracking window ends before any answer is final: the run stops
+  # after one Get per message, and the figure is the sending phase's own.
+  RUST_LOG=bpsms::campaign=info "$BIN" --db "$DIR/send.db" send --campaign send \
+    --rate 1000000 --concurrency "$conns" --poll-delay 1h --track-for 1h \
+    > /dev/null 2> "$DIR/send.err" &
+  local pid=$!
+  until grep -q "sending finished" "$DIR/send.err"; do
+    kill -0 $pid 2> /dev/null || { cat "$DIR/send.err" >&2; exit 1; }
+    sleep 0.2
+  done
+  kill -INT $pid; wait $pid || true
+  local line; line=$(grep -o "sending finished.*" "$DIR/send.err")
+  echo "bpsms: $line"
+  echo "ledger: $(ledger)"
+  local ours; ours=$(sed -E 's/.*\(([0-9]+)\/s\).*/\1/' <<< "$line")
+  python3 -c "print(f'ratio bpsms/wrk: {$ours/$raw:.2f}')"
+}
+
+bench_rate() {
+  echo "## Rate accuracy"
+  for spec in "50 30" "500 10"; do
+    set -- $spec
+    local rate=$1 seconds=$2 n=$(( $1 * $2 )) csv
+    csv=$(recipients "$n")
+    start_sim --sent-after 1s --delivered-after 2s
+    fresh_db rate.db
+    "$BIN" --db "$DIR/rate.db" send --campaign rate --csv "$csv" --from $FROM \
+      --body 'Hello {{first_name}}' --rate "$rate" --concurrency 16 --poll-delay 3s \
+      > /dev/null 2>&1
+    echo "--rate $rate, $n messages: $(ledger)"
+  done
+}
+
+bench_tracking() {
+  local n=${TRACK_ROWS:-2000} csv
+  csv=$(recipients "$n")
+  echo "## Tracking cost at the simulator's default timing, default --poll-delay"
+  start_sim
+  fresh_db track.db
+  timed "$BIN" --db "$DIR/track.db" send --campaign track --csv "$csv" --from $FROM \
+    --body 'Hello {{first_name}}' --rate 200 --concurrency 16 > /dev/null 2>&1
+  stats | python3 -c "import json,sys; s=json.load(sys.stdin); \
+print(f\"{s['get_requests']} Gets for {s['sends_accepted']} accepted sends: \
+{s['get_requests']/s['sends_accepted']:.2f} per message\")"
+  echo "## Finding due polls: 10,000 outstanding among $ROWS and among 10,000"
+  local small; small=$(recipients 10000)
+  for db in due-big.db due-small.db; do fresh_db $db; done
+  "$BIN" --db "$DIR/due-big.db" import --campaign due --csv "$(recipients "$ROWS")" \
+    --from $FROM --body 'Hello {{first_name}}' 2> /dev/null
+  "$BIN" --db "$DIR/due-small.db" import --campaign due --csv "$small" \
+    --from $FROM --body 'Hello {{first_name}}' 2> /dev/null
+  python3 "$ROOT/benches/due_polls.py" "$DIR/due-big.db" "$DIR/due-small.db"
+}
+
+bench_e2e() {
+  local csv; csv=$(recipients "$ROWS")
+  echo "## End to end: $ROWS recipients, import + send + track"
+  start_sim --sent-after 100ms --delivered-after 300ms --failure-ratio 0.05
+  fresh_db e2e.db
+  read -r s kb < <(timed "$BIN" --db "$DIR/e2e.db" send --campaign e2e --csv "$csv" \
+    --from $FROM --body 'Hello {{first_name}}' --rate 1000000 --concurrency 64 \
+    --poll-delay 1s > "$DIR/e2e.out" 2> /dev/null)
+  local bytes; bytes=$(stat -c %s "$DIR/e2e.db")
+  echo "wall ${s} s, peak RSS ${kb} KB, database $bytes bytes = $((bytes / ROWS)) bytes/message"
+  grep -E "delivered|failed" "$DIR/e2e.out" | head -3
+  echo "simulator: $(stats)"
+}
+
+case $WHAT in
+  import) bench_import ;;
+  send) bench_send ;;
+  rate) bench_rate ;;
+  tracking) bench_tracking ;;
+  e2e) bench_e2e ;;
+  all) bench_import; bench_send; bench_rate; bench_tracking; bench_e2e ;;
+  *) echo "usage: $0 [import|send|rate|tracking|e2e|all]" >&2; exit 2 ;;
+esac
