@@ -9,7 +9,7 @@
 
 mod rows;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -118,6 +118,19 @@ pub enum Change {
         /// What the closing poll saw, if it saw a status.
         remote_status: Option<String>,
     },
+}
+
+impl Change {
+    pub fn message_id(&self) -> i64 {
+        match self {
+            Change::Accepted { message_id, .. }
+            | Change::Rejected { message_id, .. }
+            | Change::Unsent { message_id, .. }
+            | Change::Polled { message_id, .. }
+            | Change::PollDeferred { message_id, .. }
+            | Change::Expired { message_id, .. } => *message_id,
+        }
+    }
 }
 
 impl Store {
@@ -574,7 +587,38 @@ impl Store {
         }
         let mut tx = self.begin().await?;
         let mut events = Vec::with_capacity(changes.len());
-        for change in changes {
+        // The answers to sends and polls, the bulk of all changes, are
+        // written a few hundred per statement: one round trip to SQLite's
+        // thread instead of one each keeps the write lock short. A message
+        // appears at most once in a batch of a run's recorder; if not, the
+        // order of its changes matters and each is written alone.
+        let mut ids = HashSet::with_capacity(changes.len());
+        let distinct = changes.iter().all(|change| ids.insert(change.message_id()));
+        let (accepted, polled, others): (Vec<_>, Vec<_>, Vec<_>) = if distinct {
+            (
+                changes
+                    .iter()
+                    .filter(|c| matches!(c, Change::Accepted { .. }))
+                    .collect(),
+                changes
+                    .iter()
+                    .filter(|c| matches!(c, Change::Polled { .. }))
+                    .collect(),
+                changes
+                    .iter()
+                    .filter(|c| !matches!(c, Change::Accepted { .. } | Change::Polled { .. }))
+                    .collect(),
+            )
+        } else {
+            (Vec::new(), Vec::new(), changes.iter().collect())
+        };
+        for chunk in accepted.chunks(BULK_ROWS) {
+            apply_accepted(&mut tx, chunk, now, &mut events).await?;
+        }
+        for chunk in polled.chunks(BULK_ROWS) {
+            apply_polled(&mut tx, chunk, now, &mut events).await?;
+        }
+        for change in others {
             if let Some(event) = apply_one(&mut tx, change, now).await? {
                 events.push(event);
             }
@@ -972,6 +1016,164 @@ async fn apply_one(
     Ok((from != to).then_some((message_id, from, to, detail)))
 }
 
+/// Rows per bulk UPDATE (at most 10 bound parameters each).
+const BULK_ROWS: usize = 500;
+
+/// Writes a batch of `Change::Accepted` in one statement.
+async fn apply_accepted(
+    tx: &mut Transaction<'static, Sqlite>,
+    changes: &[&Change],
+    now: i64,
+    events: &mut Vec<EventRow>,
+) -> Result<()> {
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "UPDATE messages SET state = v.column2, sid = v.column3, remote_status = v.column4,
+           error_code = v.column5, error_message = v.column6, sent_at = v.column7,
+           track_until = v.column8, next_poll_at = v.column9, final_at = v.column10,
+           reason = NULL
+         FROM (",
+    );
+    query.push_values(changes, |mut row, change| {
+        if let Change::Accepted {
+            message_id,
+            to,
+            sid,
+            remote_status,
+            error_code,
+            error_message,
+            sent_at,
+            track_until,
+            next_poll_at,
+        } = change
+        {
+            row.push_bind(*message_id)
+                .push_bind(to.as_str())
+                .push_bind(sid.clone())
+                .push_bind(remote_status.clone())
+                .push_bind(error_code.clone())
+                .push_bind(error_message.clone())
+                .push_bind(*sent_at)
+                .push_bind(*track_until)
+                .push_bind(*next_poll_at)
+                .push_bind(next_poll_at.is_none().then_some(now));
+            events.push((
+                *message_id,
+                MessageState::Sending,
+                *to,
+                Some(format!("sid {sid}")),
+            ));
+        }
+    });
+    query.push(") AS v WHERE messages.id = v.column1 AND messages.state = 'sending'");
+    let result = query.build().execute(&mut **tx).await?;
+    check_all(tx, &result, changes).await
+}
+
+/// Writes a batch of `Change::Polled` in one statement.
+async fn apply_polled(
+    tx: &mut Transaction<'static, Sqlite>,
+    changes: &[&Change],
+    now: i64,
+    events: &mut Vec<EventRow>,
+) -> Result<()> {
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "UPDATE messages SET state = v.column2, remote_status = v.column3,
+           error_code = COALESCE(v.column4, error_code),
+           error_message = COALESCE(v.column5, error_message),
+           polls = polls + 1, next_poll_at = v.column6, final_at = v.column7, poll_claimed = 0
+         FROM (",
+    );
+    query.push_values(changes, |mut row, change| {
+        if let Change::Polled {
+            message_id,
+            from,
+            to,
+            remote_status,
+            error_code,
+            error_message,
+            next_poll_at,
+        } = change
+        {
+            row.push_bind(*message_id)
+                .push_bind(to.as_str())
+                .push_bind(remote_status.clone())
+                .push_bind(error_code.clone())
+                .push_bind(error_message.clone())
+                .push_bind(*next_poll_at)
+                .push_bind(next_poll_at.is_none().then_some(now))
+                .push_bind(from.as_str());
+            if from != to {
+                events.push((
+                    *message_id,
+                    *from,
+                    *to,
+                    Some(format!("status {remote_status}")),
+                ));
+            }
+        }
+    });
+    query.push(") AS v WHERE messages.id = v.column1 AND messages.state = v.column8");
+    let result = query.build().execute(&mut **tx).await?;
+    check_all(tx, &result, changes).await
+}
+
+/// A bulk UPDATE must have changed every row it names; otherwise it names
+/// the first message that was not in the state the change expected.
+async fn check_all(
+    tx: &mut Transaction<'static, Sqlite>,
+    result: &sqlx::sqlite::SqliteQueryResult,
+    changes: &[&Change],
+) -> Result<()> {
+    if result.rows_affected() == changes.len() as u64 {
+        return Ok(());
+    }
+    for change in changes {
+        let (message_id, expected) = match change {
+            Change::Accepted {
+                message_id, sid, ..
+            } => {
+                let row = sqlx::query("SELECT 1 FROM messages WHERE id = ? AND sid = ?")
+                    .bind(message_id)
+                    .bind(sid)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if row.is_some() {
+                    continue;
+                }
+                (*message_id, MessageState::Sending)
+            }
+            Change::Polled {
+                message_id,
+                from,
+                remote_status,
+                ..
+            } => {
+                let row = sqlx::query(
+                    "SELECT 1 FROM messages WHERE id = ? AND remote_status = ? AND poll_claimed = 0",
+                )
+                .bind(message_id)
+                .bind(remote_status)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if row.is_some() {
+                    continue;
+                }
+                (*message_id, *from)
+            }
+            _ => continue,
+        };
+        return Err(StoreError::Conflict {
+            message_id,
+            expected,
+        });
+    }
+    Err(StoreError::Corrupt(format!(
+        "a bulk update changed {} of {} messages",
+        result.rows_affected(),
+        changes.len()
+    )))
+}
+
 fn check_one(
     result: &sqlx::sqlite::SqliteQueryResult,
     message_id: i64,
@@ -1049,5 +1251,115 @@ fn describe_sql_error(error: &sqlx::Error) -> String {
                      writable"
             .into(),
         _ => format!("database error: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn campaign_of(n: i64) -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
+        let mut import = store
+            .begin_import(
+                &NewCampaign {
+                    name: "t".into(),
+                    csv_path: "t.csv".into(),
+                    csv_sha256: String::new(),
+                    from_number: "+16505550100".into(),
+                    body_template: None,
+                    default_region: "US".into(),
+                    phone_column: "phone".into(),
+                    settings: CampaignSettings {
+                        rate: 10.0,
+                        concurrency: 4,
+                        poll_delay: Duration::from_secs(1),
+                        track_for: Duration::from_secs(60),
+                        on_ambiguous: AmbiguousPolicy::Hold,
+                    },
+                },
+                0,
+            )
+            .await
+            .expect("begin import");
+        let campaign_id = import.campaign_id();
+        let messages = (1..=n)
+            .map(|row| NewMessage {
+                row_number: row,
+                phone_raw: format!("415555{row:04}"),
+                phone_e164: Some(format!("+1415555{row:04}")),
+                kind: MessageKind::Sms,
+                body: "hi".into(),
+                media_urls: None,
+                segments: 1,
+                encoding: "gsm7",
+                state: MessageState::Pending,
+                reason: None,
+                over_length: false,
+            })
+            .collect();
+        import.insert(messages).await.expect("insert");
+        import.commit(n, "sha").await.expect("commit");
+        (dir, store, campaign_id)
+    }
+
+    fn accepted(message_id: i64) -> Change {
+        Change::Accepted {
+            message_id,
+            to: MessageState::Queued,
+            sid: format!("SM{message_id}"),
+            remote_status: "queued".into(),
+            error_code: None,
+            error_message: None,
+            sent_at: 10,
+            track_until: 1000,
+            next_poll_at: Some(20),
+        }
+    }
+
+    #[tokio::test]
+    async fn bulk_answers_write_every_row_and_name_a_conflict() {
+        let (_dir, store, campaign_id) = campaign_of(3).await;
+        let claimed = store.claim_pending(campaign_id, 2, 5).await.expect("claim");
+        let ids: Vec<i64> = claimed.iter().map(|m| m.message_id).collect();
+        let changes: Vec<Change> = ids.iter().map(|&id| accepted(id)).collect();
+        store.apply(&changes, 10).await.expect("apply");
+        assert_eq!(
+            store
+                .count_in_state(campaign_id, MessageState::Queued)
+                .await
+                .expect("count"),
+            2
+        );
+        let sids: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, sid FROM messages WHERE sid IS NOT NULL ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .expect("sids");
+        assert_eq!(
+            sids,
+            ids.iter()
+                .map(|&id| (id, format!("SM{id}")))
+                .collect::<Vec<_>>()
+        );
+        // The third message was never claimed: an answer for it is a
+        // conflict that names it, and nothing of its batch is written.
+        let unclaimed = 3;
+        let error = store
+            .apply(&[accepted(unclaimed)], 10)
+            .await
+            .expect_err("not sending");
+        assert!(
+            matches!(error, StoreError::Conflict { message_id, .. } if message_id == unclaimed),
+            "{error:?}"
+        );
+        assert_eq!(
+            store
+                .count_in_state(campaign_id, MessageState::Pending)
+                .await
+                .expect("count"),
+            1
+        );
     }
 }
