@@ -39,7 +39,10 @@ start_sim() {
   for _ in $(seq 100); do curl -sf "$SIM/_mock/stats" > /dev/null && return; sleep 0.1; done
   echo "the simulator did not start; see $DIR/sim.log" >&2; exit 1
 }
-stop_sim() { [ -n "$SIM_PID" ] && kill "$SIM_PID" 2> /dev/null && wait "$SIM_PID" 2> /dev/null; SIM_PID=; return 0; }
+stop_sim() {
+  if [ -n "$SIM_PID" ]; then kill "$SIM_PID" 2> /dev/null || true; wait "$SIM_PID" 2> /dev/null || true; fi
+  SIM_PID=
+}
 trap stop_sim EXIT
 ledger() { curl -sf "$SIM/_mock/ledger" | python3 "$ROOT/benches/ledger.py"; }
 stats() { curl -sf "$SIM/_mock/stats"; }
@@ -134,12 +137,13 @@ bench_e2e() {
   echo "## End to end: $ROWS recipients, import + send + track"
   start_sim --sent-after 100ms --delivered-after 300ms --failure-ratio 0.05
   fresh_db e2e.db
-  read -r s kb < <(timed "$BIN" --db "$DIR/e2e.db" send --campaign e2e --csv "$csv" \
-    --from $FROM --body 'Hello {{first_name}}' --rate 1000000 --concurrency 64 \
-    --poll-delay 1s > "$DIR/e2e.out" 2> /dev/null)
+  /usr/bin/time -f "%e %M" -o "$DIR/time.out" "$BIN" --db "$DIR/e2e.db" send --campaign e2e \
+    --csv "$csv" --from $FROM --body 'Hello {{first_name}}' --rate 1000000 --concurrency 64 \
+    --poll-delay 1s > "$DIR/e2e.out" 2> /dev/null
+  read -r s kb < "$DIR/time.out"
   local bytes; bytes=$(stat -c %s "$DIR/e2e.db")
   echo "wall ${s} s, peak RSS ${kb} KB, database $bytes bytes = $((bytes / ROWS)) bytes/message"
-  grep -E "delivered|failed" "$DIR/e2e.out" | head -3
+  grep -E "^  (delivered|failed)|Delivery rate|Send to final" "$DIR/e2e.out"
   echo "simulator: $(stats)"
 }
 

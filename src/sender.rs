@@ -14,6 +14,7 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,6 +31,10 @@ use crate::store::{Change, ClaimedMessage, Store, StoreError};
 const MAX_CONSECUTIVE_UNREACHABLE: u32 = 8;
 /// The resolution of tokio's timers.
 const TIMER_TICK: Duration = Duration::from_millis(1);
+/// Most messages claimed (durably `sending`) in one transaction. With the
+/// next batch claimed ahead, at most two batches wait unsent at any moment:
+/// what a crash can leave `unknown` beyond the requests in flight.
+const MAX_CLAIM: usize = 128;
 /// How far the send schedule may fall behind before the lost time is given
 /// up: a short stall is made up (within the ceiling), a long one is not
 /// followed by a burst.
@@ -130,6 +135,9 @@ struct Pacing {
 pub struct Sender {
     shared: Arc<Shared>,
     claimed: std::collections::VecDeque<ClaimedMessage>,
+    /// The next batch, being claimed while the current one is sent, so the
+    /// loop does not wait for the database between batches.
+    next_claim: Option<JoinHandle<Result<Vec<ClaimedMessage>, StoreError>>>,
     batch: usize,
 }
 
@@ -138,7 +146,11 @@ impl Sender {
         let rate = ctx.rate.max(0.001);
         // Claim about 10 ms worth of messages at a time, so a claimed message
         // waits little for its turn.
-        let batch = ((rate * 0.01).ceil() as usize).clamp(1, 64);
+        // No more than can be in flight at once: the messages a crash can
+        // leave `unknown` stay proportional to --concurrency.
+        let batch = ((rate * 0.01).ceil() as usize)
+            .clamp(1, MAX_CLAIM)
+            .min(ctx.concurrency.max(1) as usize);
         let permits = Arc::new(Semaphore::new(ctx.concurrency.max(1) as usize));
         let breaker = CircuitBreaker::new(ctx.breaker_window, ctx.breaker_threshold);
         Sender {
@@ -160,6 +172,7 @@ impl Sender {
                 stopped: CancellationToken::new(),
             }),
             claimed: Default::default(),
+            next_claim: None,
             batch,
         }
     }
@@ -189,13 +202,30 @@ impl Sender {
             }
         }
         if self.claimed.is_empty() {
-            let want = self.batch.min(1 + shared.permits.available_permits());
-            let claimed = shared
-                .ctx
-                .store
-                .claim_pending(shared.ctx.campaign_id, want, now_ms())
-                .await?;
+            // The batch claimed ahead, or, when none is on its way (the
+            // start, or the end of the queue), one claimed now.
+            let claimed = match self.next_claim.take() {
+                Some(next) => join_claim(next).await?,
+                None => Vec::new(),
+            };
+            let claimed = if claimed.is_empty() {
+                shared
+                    .ctx
+                    .store
+                    .claim_pending(shared.ctx.campaign_id, self.batch, now_ms())
+                    .await?
+            } else {
+                claimed
+            };
             self.claimed.extend(claimed);
+            // A full batch says more may wait: claim the next one ahead.
+            if self.claimed.len() == self.batch && self.batch > 1 {
+                let store = shared.ctx.store.clone();
+                let (campaign_id, want) = (shared.ctx.campaign_id, self.batch);
+                self.next_claim = Some(tokio::spawn(async move {
+                    store.claim_pending(campaign_id, want, now_ms()).await
+                }));
+            }
         }
         if self.claimed.is_empty() {
             drop(permit);
@@ -281,6 +311,16 @@ impl Sender {
         };
         // Messages claimed but not yet sent go back to the queue: their
         // request never left.
+        let result = match self.next_claim.take() {
+            Some(next) => match join_claim(next).await {
+                Ok(claimed) => {
+                    self.claimed.extend(claimed);
+                    result
+                }
+                Err(error) => result.and(Err(error.into())),
+            },
+            None => result,
+        };
         for message in self.claimed.drain(..) {
             self.shared.ctx.recorder.record(Change::Unsent {
                 message_id: message.message_id,
@@ -303,6 +343,15 @@ impl Sender {
             (Ok(()), None) => Ok(()),
         }
     }
+}
+
+/// The messages a claim running ahead took.
+async fn join_claim(
+    claim: JoinHandle<Result<Vec<ClaimedMessage>, StoreError>>,
+) -> Result<Vec<ClaimedMessage>, StoreError> {
+    claim
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("the claim task stopped: {e}")))?
 }
 
 /// Sends one message and records what the answer means.

@@ -463,19 +463,20 @@ impl Store {
             .iter()
             .map(ClaimedMessage::from_row)
             .collect::<Result<Vec<_>>>()?;
-        insert_events(
-            &mut tx,
-            claimed.iter().map(|m| {
+        // Collected first: a borrowing iterator would keep this future from
+        // being spawned (the sender claims ahead on a task of its own).
+        let events: Vec<EventRow> = claimed
+            .iter()
+            .map(|m| {
                 (
                     m.message_id,
                     MessageState::Pending,
                     MessageState::Sending,
                     None,
                 )
-            }),
-            now,
-        )
-        .await?;
+            })
+            .collect();
+        insert_events(&mut tx, events.into_iter(), now).await?;
         tx.commit().await?;
         Ok(claimed)
     }
