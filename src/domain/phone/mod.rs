@@ -428,29 +428,12 @@ fn why_invalid_fast(
     region: Option<&Region>,
     n_digits: usize,
 ) -> PhoneError {
-    let typed_len = if international {
-        national_len
-    } else {
-        n_digits
-    };
-    if let Some((shortest, longest)) = metadata.and_then(subscriber_lengths) {
-        if national_len < shortest && typed_len < shortest {
-            return PhoneError::TooShort {
-                input: shown(raw),
-                n_digits,
-            };
+    length_verdict(raw, metadata, national_len, international, n_digits).unwrap_or_else(|| {
+        PhoneError::Invalid {
+            input: shown(raw),
+            place: describe_place_fast(code, metadata, international, region),
         }
-        if national_len > longest && typed_len > longest {
-            return PhoneError::TooLong {
-                input: shown(raw),
-                n_digits,
-            };
-        }
-    }
-    PhoneError::Invalid {
-        input: shown(raw),
-        place: describe_place_fast(code, metadata, international, region),
-    }
+    })
 }
 
 /// [`describe_place`] for a number parsed by [`fast`].
@@ -550,6 +533,28 @@ fn why_invalid(
     n_digits: usize,
 ) -> PhoneError {
     let national_len = number.national().to_string().len();
+    length_verdict(
+        raw,
+        number_metadata(number),
+        national_len,
+        international,
+        n_digits,
+    )
+    .unwrap_or_else(|| PhoneError::Invalid {
+        input: shown(raw),
+        place: describe_place(number, international, region),
+    })
+}
+
+/// "Too short" or "too long" when the number's length is outside every
+/// length its country uses; `None` when the length is not the problem.
+fn length_verdict(
+    raw: &str,
+    metadata: Option<&Metadata>,
+    national_len: usize,
+    international: bool,
+    n_digits: usize,
+) -> Option<PhoneError> {
     // For a national number the parser may have taken a leading 1 for the
     // country code (`(123) 555-0199`); the length as typed must agree before
     // the error blames the length.
@@ -558,24 +563,20 @@ fn why_invalid(
     } else {
         n_digits
     };
-    if let Some((shortest, longest)) = number_metadata(number).and_then(subscriber_lengths) {
-        if national_len < shortest && typed_len < shortest {
-            return PhoneError::TooShort {
-                input: shown(raw),
-                n_digits,
-            };
-        }
-        if national_len > longest && typed_len > longest {
-            return PhoneError::TooLong {
-                input: shown(raw),
-                n_digits,
-            };
-        }
+    let (shortest, longest) = metadata.and_then(subscriber_lengths)?;
+    if national_len < shortest && typed_len < shortest {
+        return Some(PhoneError::TooShort {
+            input: shown(raw),
+            n_digits,
+        });
     }
-    PhoneError::Invalid {
-        input: shown(raw),
-        place: describe_place(number, international, region),
+    if national_len > longest && typed_len > longest {
+        return Some(PhoneError::TooLong {
+            input: shown(raw),
+            n_digits,
+        });
     }
+    None
 }
 
 /// The metadata of the number's country; for a number outside every known
