@@ -172,6 +172,13 @@ impl E164 {
         resolve(raw, cleaned, Some(region))
     }
 
+    /// [`E164::parse`] through the `phonenumber` crate alone, without the
+    /// fast path: the reference the fast path must agree with, for the
+    /// agreement tests and the fuzz target. Much slower; never used to send.
+    pub fn parse_reference(raw: &str, region: &Region) -> Result<E164, PhoneError> {
+        resolve_full(raw, clean(raw)?, Some(region))
+    }
+
     /// Validates the `From` number of a campaign. It must already be in
     /// international form (a leading `+`), because BPCC matches it against a
     /// Text Out access number; alphanumeric sender IDs are refused.
@@ -1198,7 +1205,7 @@ mod tests {
 
     /// The verdict of the full path alone: the reference for the fast path.
     fn parse_full(raw: &str, region: &Region) -> Result<E164, PhoneError> {
-        resolve_full(raw, clean(raw)?, Some(region))
+        E164::parse_reference(raw, region)
     }
 
     /// SplitMix64: deterministic, so a disagreement can be replayed from the
