@@ -189,9 +189,10 @@ impl Sender {
                 .map_err(|_| StoreError::Corrupt("send permits closed".into()))?,
             _ = halt() => return Ok(Step::Halted),
         };
-        // Wait for our turn before claiming: a message is `sending` only
-        // for the moment before its request leaves, which keeps the window
-        // of messages a crash leaves `unknown` close to those in flight.
+        // Wait for our turn before claiming: at modest rates a message is
+        // `sending` only for the moment before its request leaves, which
+        // keeps the window of messages a crash leaves `unknown` close to
+        // those in flight (at high rates, see `MAX_CLAIM`).
         let turn = shared.next_turn().await;
         // Timers tick in milliseconds: a turn less than one tick away is
         // taken now (the slots still add up to the rate over any second).
