@@ -328,6 +328,12 @@ async fn check(
     suppress: &SuppressArgs,
     preview: usize,
 ) -> Result<u8, Failure> {
+    if content.csv.is_none() {
+        return Err(Failure::usage(anyhow!(
+            "pass --csv FILE: the recipients file to check (a campaign already imported is \
+             shown by `bpsms status --campaign NAME`)"
+        )));
+    }
     let from = content
         .from
         .as_deref()
