@@ -80,6 +80,9 @@ async fn check_stops_where_an_import_would() {
         "{}",
         run.stderr
     );
+    let run = world.run(&["check", "--body", "Hi"]).await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("pass --csv FILE"), "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]
