@@ -229,13 +229,19 @@ async fn create_campaign(
     let spec = import_spec(config, name, &args.content, suppress, Some(from), settings)?;
     import::import(store, &spec, now_ms())
         .await
-        .map_err(|error| match error {
-            ImportError::Store(StoreError::CampaignExists(name)) => {
-                Failure::usage(ImportError::CampaignExists(name))
-            }
-            ImportError::Store(_) => Failure::runtime(error),
-            _ => Failure::usage(error),
-        })
+        .map_err(import_failure)
+}
+
+/// A file the operator must fix is a usage error; a database that fails is
+/// a runtime one.
+fn import_failure(error: ImportError) -> Failure {
+    match error {
+        ImportError::Store(StoreError::CampaignExists(name)) => {
+            Failure::usage(ImportError::CampaignExists(name))
+        }
+        ImportError::Store(_) => Failure::runtime(error),
+        _ => Failure::usage(error),
+    }
 }
 
 /// Everything an import needs, validated from the flags.
@@ -309,13 +315,7 @@ async fn suppress_unsent(
     };
     let region = Region::parse(&campaign.default_region).unwrap_or_default();
     let list = load_suppression(path, &region)?;
-    let n = store
-        .suppress_pending(
-            campaign.id,
-            list.numbers()
-                .filter_map(|number| Some((number, list.reason(number)?))),
-        )
-        .await?;
+    let n = store.suppress_pending(campaign.id, list.entries()).await?;
     eprintln!("Suppressed {n} message(s) not yet sent");
     Ok(())
 }
@@ -345,10 +345,7 @@ async fn check(
     let spec = import_spec(config, "check".into(), content, suppress, from, &settings)?;
     let report = crate::check::run(&spec, preview)
         .await
-        .map_err(|error| match error {
-            ImportError::Store(_) => Failure::runtime(error),
-            _ => Failure::usage(error),
-        })?;
+        .map_err(import_failure)?;
     print!("{report}");
     Ok(exit::OK)
 }

@@ -123,18 +123,14 @@ impl fmt::Display for CheckReport {
 /// Text safe to print on a terminal: control characters (newlines, escape
 /// sequences) written as escapes, cut at `max` characters.
 fn shown(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .take(max)
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_debug().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.chars().take(max) {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
     if text.chars().nth(max).is_some() {
         out.push('…');
     }

@@ -244,20 +244,18 @@ impl Sender {
                 _ = halt() => return Ok(Step::Halted),
             }
         }
-        let Some(message) = self.claimed.pop_front() else {
-            // Not reached: `claimed` was checked above.
-            return Ok(Step::Dispatched);
-        };
-        shared
-            .pacing
-            .lock()
-            .await
-            .ceiling
-            .record(std::time::Instant::now());
-        let task_shared = shared.clone();
-        shared
-            .tasks
-            .spawn(async move { send_one(task_shared, message, permit).await });
+        if let Some(message) = self.claimed.pop_front() {
+            shared
+                .pacing
+                .lock()
+                .await
+                .ceiling
+                .record(std::time::Instant::now());
+            let task_shared = shared.clone();
+            shared
+                .tasks
+                .spawn(async move { send_one(task_shared, message, permit).await });
+        }
         Ok(Step::Dispatched)
     }
 

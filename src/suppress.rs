@@ -81,14 +81,18 @@ impl SuppressionList {
 
     /// Why `number` must not be texted, if it is on the list.
     pub fn reason(&self, number: &str) -> Option<String> {
-        self.lines
-            .get(number)
-            .map(|line| format!("on the suppression list ({} line {line})", self.file_name))
+        self.lines.get(number).map(|&line| self.reason_for(line))
     }
 
-    /// The numbers on the list, in E.164.
-    pub fn numbers(&self) -> impl Iterator<Item = &str> {
-        self.lines.keys().map(String::as_str)
+    /// Every number on the list (E.164) with its reason.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, String)> {
+        self.lines
+            .iter()
+            .map(|(number, &line)| (number.as_str(), self.reason_for(line)))
+    }
+
+    fn reason_for(&self, line: u64) -> String {
+        format!("on the suppression list ({} line {line})", self.file_name)
     }
 
     /// A warning about unreadable lines, naming the first few.

@@ -388,7 +388,7 @@ impl<R: Read> RecipientTable<R> {
     /// is an error here, after its rows were handed out: the caller's
     /// transaction makes sure none of them stays.
     pub fn next_batch(&mut self) -> Result<Option<Vec<NewMessage>>, ImportError> {
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH);
         while batch.len() < BATCH {
             match self.csv.read_record(&mut self.record) {
                 Ok(true) => {}
@@ -409,9 +409,6 @@ impl<R: Read> RecipientTable<R> {
                 Err(e) => return Err(csv_error(&self.path, &e, &self.headers)),
             }
             self.row_number += 1;
-            if batch.capacity() == 0 {
-                batch.reserve_exact(BATCH);
-            }
             batch.push(
                 self.rules
                     .prepare_row(self.row_number, &self.record, &mut self.body),

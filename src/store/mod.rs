@@ -1065,9 +1065,11 @@ async fn apply_accepted(
             ));
         }
     });
-    query.push(") AS v WHERE messages.id = v.column1 AND messages.state = 'sending'");
-    let result = query.build().execute(&mut **tx).await?;
-    check_all(tx, &result, changes).await
+    query.push(
+        ") AS v WHERE messages.id = v.column1 AND messages.state = 'sending' RETURNING messages.id",
+    );
+    let updated = query.build().fetch_all(&mut **tx).await?;
+    check_all(&updated, changes)
 }
 
 /// Writes a batch of `Change::Polled` in one statement.
@@ -1113,66 +1115,41 @@ async fn apply_polled(
             }
         }
     });
-    query.push(") AS v WHERE messages.id = v.column1 AND messages.state = v.column8");
-    let result = query.build().execute(&mut **tx).await?;
-    check_all(tx, &result, changes).await
+    query.push(
+        ") AS v WHERE messages.id = v.column1 AND messages.state = v.column8 RETURNING messages.id",
+    );
+    let updated = query.build().fetch_all(&mut **tx).await?;
+    check_all(&updated, changes)
 }
 
-/// A bulk UPDATE must have changed every row it names; otherwise it names
-/// the first message that was not in the state the change expected.
-async fn check_all(
-    tx: &mut Transaction<'static, Sqlite>,
-    result: &sqlx::sqlite::SqliteQueryResult,
-    changes: &[&Change],
-) -> Result<()> {
-    if result.rows_affected() == changes.len() as u64 {
+/// A bulk UPDATE must have changed every row it names (`updated` holds the
+/// ids it returned); otherwise the first message that was not in the state
+/// its change expected is named.
+fn check_all(updated: &[SqliteRow], changes: &[&Change]) -> Result<()> {
+    if updated.len() == changes.len() {
         return Ok(());
     }
-    for change in changes {
-        let (message_id, expected) = match change {
-            Change::Accepted {
-                message_id, sid, ..
-            } => {
-                let row = sqlx::query("SELECT 1 FROM messages WHERE id = ? AND sid = ?")
-                    .bind(message_id)
-                    .bind(sid)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                if row.is_some() {
-                    continue;
-                }
-                (*message_id, MessageState::Sending)
-            }
-            Change::Polled {
-                message_id,
-                from,
-                remote_status,
-                ..
-            } => {
-                let row = sqlx::query(
-                    "SELECT 1 FROM messages WHERE id = ? AND remote_status = ? AND poll_claimed = 0",
-                )
-                .bind(message_id)
-                .bind(remote_status)
-                .fetch_optional(&mut **tx)
-                .await?;
-                if row.is_some() {
-                    continue;
-                }
-                (*message_id, *from)
-            }
-            _ => continue,
-        };
-        return Err(StoreError::Conflict {
-            message_id,
-            expected,
-        });
-    }
-    Err(StoreError::Corrupt(format!(
-        "a bulk update changed {} of {} messages",
-        result.rows_affected(),
-        changes.len()
-    )))
+    let updated = updated
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect::<std::result::Result<HashSet<i64>, _>>()?;
+    let conflict = changes
+        .iter()
+        .find(|change| !updated.contains(&change.message_id()));
+    Err(match conflict {
+        Some(change) => StoreError::Conflict {
+            message_id: change.message_id(),
+            expected: match change {
+                Change::Polled { from, .. } => *from,
+                _ => MessageState::Sending,
+            },
+        },
+        None => StoreError::Corrupt(format!(
+            "a bulk update changed {} rows for {} messages",
+            updated.len(),
+            changes.len()
+        )),
+    })
 }
 
 fn check_one(
