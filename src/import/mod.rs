@@ -23,7 +23,7 @@ use crate::domain::phone::{Region, E164};
 use crate::domain::state::{MessageKind, MessageState};
 use crate::domain::template::{BoundTemplate, Template, TemplateError};
 use crate::domain::text;
-use crate::store::{CampaignSettings, Import, NewCampaign, NewMessage, Store, StoreError};
+use crate::store::{CampaignSettings, NewCampaign, NewMessage, PreparedRows, Store, StoreError};
 use crate::suppress::SuppressionList;
 use seen::SeenNumbers;
 use source::QuoteTracker;
@@ -152,6 +152,9 @@ pub fn file_sha256(path: &Path) -> Result<String, ImportError> {
 }
 
 /// Imports `spec.csv_path` as a new campaign.
+///
+/// A reader thread parses, checks and prepares the rows; this task only
+/// writes them, so that SQLite (the slowest part) never waits for parsing.
 pub async fn import(
     store: &Store,
     spec: &ImportSpec,
@@ -160,10 +163,12 @@ pub async fn import(
     if store.find_campaign(&spec.campaign).await?.is_some() {
         return Err(ImportError::CampaignExists(spec.campaign.clone()));
     }
-    let (tx, mut rx) = mpsc::channel::<Vec<NewMessage>>(4);
+    let (tx, mut rx) = mpsc::channel::<ReadBatch>(4);
     let (layout_tx, layout_rx) = tokio::sync::oneshot::channel();
+    let (campaign_tx, campaign_rx) = tokio::sync::oneshot::channel();
     let reader_spec = spec.clone();
-    let reader = tokio::task::spawn_blocking(move || read_rows(&reader_spec, tx, layout_tx));
+    let reader =
+        tokio::task::spawn_blocking(move || read_rows(&reader_spec, tx, layout_tx, campaign_rx));
 
     // The header decides what the campaign records (phone column); wait for
     // it before opening the transaction.
@@ -199,58 +204,25 @@ pub async fn import(
             now,
         )
         .await?;
-    let mut report = ImportReport {
-        campaign_id: import.campaign_id(),
-        ..Default::default()
-    };
-    let mut seen = SeenNumbers::default();
-    while let Some(mut batch) = rx.recv().await {
-        mark_duplicates(&mut import, &mut seen, &mut batch).await?;
-        for message in &batch {
-            report.count(message);
-        }
-        import.insert(batch).await?;
+    let _ = campaign_tx.send(import.campaign_id());
+    while let Some(batch) = rx.recv().await {
+        import.suspect_duplicates(&batch.suspects).await?;
+        import.insert(batch.rows).await?;
     }
     // The reader's verdict decides: on error the transaction is dropped
     // (rolled back) and nothing of the campaign remains.
-    let sha256 = join_reader(reader).await?;
+    let (sha256, mut report) = join_reader(reader).await?;
+    import
+        .resolve_duplicates(|kind, body| report.count_duplicate(kind, body))
+        .await?;
     report.campaign_id = import.commit(report.n_rows, &sha256).await?;
     Ok(report)
 }
 
-/// Marks as `duplicate` each row whose number an earlier row already texts,
-/// naming that row. Only the numbers `seen` may know are looked up.
-async fn mark_duplicates(
-    import: &mut Import,
-    seen: &mut SeenNumbers,
-    batch: &mut [NewMessage],
-) -> Result<(), ImportError> {
-    let maybe_seen: Vec<&str> = batch
-        .iter()
-        .filter(|m| m.state == MessageState::Pending)
-        .filter_map(|m| m.phone_e164.as_deref())
-        .filter(|number| seen.insert(number))
-        .collect();
-    // Earlier batches are in the database; this batch is in `first_row`.
-    let mut first_row = import.rows_texting(&maybe_seen).await?;
-    for message in batch.iter_mut() {
-        let Some(phone) = message.phone_e164.as_deref() else {
-            continue;
-        };
-        if message.state != MessageState::Pending {
-            continue;
-        }
-        match first_row.get(phone) {
-            Some(earlier) => {
-                message.state = MessageState::Duplicate;
-                message.reason = Some(format!("duplicate of row {earlier}"));
-            }
-            None => {
-                first_row.insert(phone.to_string(), message.row_number);
-            }
-        }
-    }
-    Ok(())
+/// Rows ready to write, and the numbers earlier rows may already text.
+struct ReadBatch {
+    rows: PreparedRows,
+    suspects: Vec<String>,
 }
 
 impl ImportReport {
@@ -269,11 +241,22 @@ impl ImportReport {
             self.n_over_length += 1;
         }
     }
+
+    /// Moves a message counted as to be sent to the duplicates.
+    fn count_duplicate(&mut self, kind: MessageKind, body: &str) {
+        self.n_pending -= 1;
+        self.n_duplicate += 1;
+        match kind {
+            MessageKind::Mms => self.n_mms -= 1,
+            MessageKind::Sms if text::analyse(body).over_limit() => self.n_over_length -= 1,
+            MessageKind::Sms => {}
+        }
+    }
 }
 
 async fn join_reader(
-    reader: tokio::task::JoinHandle<Result<String, ImportError>>,
-) -> Result<String, ImportError> {
+    reader: tokio::task::JoinHandle<Result<(String, ImportReport), ImportError>>,
+) -> Result<(String, ImportReport), ImportError> {
     reader.await.unwrap_or_else(|e| {
         Err(ImportError::Csv {
             path: PathBuf::new(),
@@ -424,11 +407,14 @@ impl<R: Read> RecipientTable<R> {
 }
 
 /// Reads, validates and sends rows in batches; returns the file's SHA-256.
+/// The reader thread: rows in, prepared batches out. Returns the file's
+/// hash and the counts, before duplicates are settled.
 fn read_rows(
     spec: &ImportSpec,
-    tx: mpsc::Sender<Vec<NewMessage>>,
+    tx: mpsc::Sender<ReadBatch>,
     layout_tx: tokio::sync::oneshot::Sender<Layout>,
-) -> Result<String, ImportError> {
+    campaign_rx: tokio::sync::oneshot::Receiver<i64>,
+) -> Result<(String, ImportReport), ImportError> {
     let path = &spec.csv_path;
     let file = File::open(path).map_err(|source| ImportError::Open {
         path: path.clone(),
@@ -437,10 +423,26 @@ fn read_rows(
     let input = Decoded::new(HashingReader::new(file), spec.source.encoding);
     let mut table = RecipientTable::open(spec, input)?;
     let _ = layout_tx.send(table.layout());
+    let mut report = ImportReport::default();
+    // No campaign: the writer stopped, and its error is the one to report.
+    let Ok(campaign_id) = campaign_rx.blocking_recv() else {
+        return Ok((String::new(), report));
+    };
+    let mut seen = SeenNumbers::default();
     while let Some(batch) = table.next_batch()? {
-        if tx.blocking_send(batch).is_err() {
-            // The writer stopped; its error is the one to report.
-            return Ok(String::new());
+        let suspects = batch
+            .iter()
+            .filter(|m| m.state == MessageState::Pending)
+            .filter_map(|m| m.phone_e164.as_deref())
+            .filter(|number| seen.insert(number))
+            .map(str::to_string)
+            .collect();
+        for message in &batch {
+            report.count(message);
+        }
+        let rows = PreparedRows::new(campaign_id, batch);
+        if tx.blocking_send(ReadBatch { rows, suspects }).is_err() {
+            return Ok((String::new(), report));
         }
     }
     // Hash whatever the CSV reader did not need to read.
@@ -449,7 +451,7 @@ fn read_rows(
         path: path.clone(),
         source,
     })?;
-    Ok(hashing.hex_digest())
+    Ok((hashing.hex_digest(), report))
 }
 
 fn bind_template(

@@ -9,11 +9,12 @@
 
 mod rows;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -145,7 +146,11 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // 16 MiB of page cache (2 MiB by default): a big import's
+            // transaction then stays in memory instead of spilling pages to
+            // the log and reading them back.
+            .pragma("cache_size", "-16384");
         // Test hook: caps the database size so that tests can fill the
         // "disk" where they cannot mount a small filesystem. A PRAGMA takes
         // no bound parameter (sqlx pastes the value into the statement), so
@@ -250,6 +255,7 @@ impl Store {
 
     /// Starts the one transaction that imports a whole campaign.
     pub async fn begin_import(&self, campaign: &NewCampaign, now: i64) -> Result<Import> {
+        let bulk_load = self.begin_bulk_load().await?;
         let mut tx = self.begin().await?;
         let campaign_id: i64 = sqlx::query(
             "INSERT INTO campaigns (name, csv_path, csv_sha256, from_number, body_template,
@@ -279,7 +285,45 @@ impl Store {
             _ => StoreError::Sql(error),
         })?
         .try_get(0)?;
-        Ok(Import { tx, campaign_id })
+        // Temporary, and created inside the transaction: a rolled-back
+        // import leaves nothing behind, a committed one drops it first.
+        sqlx::query("CREATE TEMP TABLE import_suspects (phone TEXT PRIMARY KEY) WITHOUT ROWID")
+            .execute(&mut *tx)
+            .await?;
+        Ok(Import {
+            tx,
+            campaign_id,
+            bulk_load: bulk_load.then(|| self.pool.clone()),
+        })
+    }
+
+    /// Switches a database that holds no campaign yet, and that no other
+    /// process has open, to a rollback journal for its first import. WAL
+    /// writes every page twice (into the log, then back into the file at
+    /// the checkpoint), a tenth of a big import's time; a rollback journal
+    /// writes a new page once. [`Import::commit`] switches back. A crash
+    /// meanwhile leaves a journal that the next open rolls back, and every
+    /// open asks for WAL again. Only an empty database is switched, because
+    /// until the import commits no other process can open it.
+    async fn begin_bulk_load(&self) -> Result<bool> {
+        let has_campaigns: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM campaigns)")
+            .fetch_one(&self.pool)
+            .await?;
+        if has_campaigns {
+            return Ok(false);
+        }
+        // SQLite refuses at once, without waiting, when another connection
+        // has the file open; the import then simply runs under WAL.
+        match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = DELETE")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(mode) => Ok(mode == "delete"),
+            Err(error) => {
+                tracing::debug!("the import keeps the WAL journal: {error}");
+                Ok(false)
+            }
+        }
     }
 
     // ---- runners ---------------------------------------------------------
@@ -640,19 +684,40 @@ impl Store {
         numbers: impl Iterator<Item = (&'a str, String)>,
     ) -> Result<u64> {
         let mut tx = self.begin().await?;
-        let mut n = 0;
-        for (number, reason) in numbers {
-            n += sqlx::query(
-                "UPDATE messages SET state = 'suppressed', reason = ?
-                 WHERE campaign_id = ? AND phone_e164 = ? AND state = 'pending'",
-            )
-            .bind(reason)
-            .bind(campaign_id)
-            .bind(number)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        // One pass over the pending rows against the whole list (no index
+        // on numbers: the import does not need one).
+        sqlx::query(
+            "CREATE TEMP TABLE suppress_list (phone TEXT PRIMARY KEY, reason TEXT NOT NULL)
+             WITHOUT ROWID",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let mut numbers = numbers.peekable();
+        while numbers.peek().is_some() {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO temp.suppress_list (phone, reason) ",
+            );
+            query.push_values(
+                numbers.by_ref().take(INSERT_ROWS),
+                |mut b, (number, reason)| {
+                    b.push_bind(number).push_bind(reason);
+                },
+            );
+            query.build().execute(&mut *tx).await?;
         }
+        let n = sqlx::query(
+            "UPDATE messages SET state = 'suppressed', reason = list.reason
+             FROM temp.suppress_list AS list
+             WHERE messages.campaign_id = ? AND messages.state = 'pending'
+               AND messages.phone_e164 = list.phone",
+        )
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DROP TABLE temp.suppress_list")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -773,50 +838,29 @@ impl Store {
 pub struct Import {
     tx: Transaction<'static, Sqlite>,
     campaign_id: i64,
+    /// Set when the import runs under a rollback journal: the pool to put
+    /// back into WAL mode once it commits.
+    bulk_load: Option<SqlitePool>,
 }
 
-/// Rows per INSERT statement (11 bound parameters each, well under SQLite's
-/// limit of 32766).
-const INSERT_ROWS: usize = 1024;
+/// Messages turned into INSERT statements with their values bound, ready
+/// for [`Import::insert`]. Built away from the writer, which then only runs
+/// them.
+pub struct PreparedRows {
+    statements: Vec<QueryBuilder<'static, Sqlite>>,
+}
 
-impl Import {
-    pub fn campaign_id(&self) -> i64 {
-        self.campaign_id
-    }
-
-    /// For each of `numbers` that an already written row will text, that
-    /// row's number. At most one such row exists per number: later ones are
-    /// stored as duplicates.
-    pub async fn rows_texting(&mut self, numbers: &[&str]) -> Result<HashMap<String, i64>> {
-        let mut found = HashMap::new();
-        for chunk in numbers.chunks(INSERT_ROWS) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT phone_e164, row_number FROM messages WHERE campaign_id = ",
-            );
-            query.push_bind(self.campaign_id);
-            query.push(" AND state = 'pending' AND phone_e164 IN (");
-            let mut list = query.separated(", ");
-            for number in chunk {
-                list.push_bind(*number);
-            }
-            query.push(")");
-            for row in query.build().fetch_all(&mut *self.tx).await? {
-                found.insert(row.try_get(0)?, row.try_get(1)?);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Writes a batch of rows.
-    pub async fn insert(&mut self, messages: Vec<NewMessage>) -> Result<()> {
+impl PreparedRows {
+    pub fn new(campaign_id: i64, messages: Vec<NewMessage>) -> PreparedRows {
         let mut messages = messages.into_iter().peekable();
+        let mut statements = Vec::new();
         while messages.peek().is_some() {
             let mut query = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO messages (campaign_id, row_number, phone_raw, phone_e164, kind, body,
                    media_urls, segments, encoding, state, reason) ",
             );
             query.push_values(messages.by_ref().take(INSERT_ROWS), |mut b, m| {
-                b.push_bind(self.campaign_id)
+                b.push_bind(campaign_id)
                     .push_bind(m.row_number)
                     .push_bind(m.phone_raw)
                     .push_bind(m.phone_e164)
@@ -828,13 +872,77 @@ impl Import {
                     .push_bind(m.state.as_str())
                     .push_bind(m.reason);
             });
+            statements.push(query);
+        }
+        PreparedRows { statements }
+    }
+}
+
+/// Rows per INSERT statement (11 bound parameters each, well under SQLite's
+/// limit of 32766).
+const INSERT_ROWS: usize = 1024;
+
+impl Import {
+    pub fn campaign_id(&self) -> i64 {
+        self.campaign_id
+    }
+
+    /// Records numbers that earlier rows may already text. They are
+    /// settled once, by [`Import::resolve_duplicates`], instead of a lookup
+    /// per row.
+    pub async fn suspect_duplicates(&mut self, numbers: &[String]) -> Result<()> {
+        for chunk in numbers.chunks(INSERT_ROWS) {
+            let mut query =
+                QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO temp.import_suspects (phone) ");
+            query.push_values(chunk, |mut b, number| {
+                b.push_bind(number.as_str());
+            });
             query.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks `duplicate` every pending row whose number an earlier pending
+    /// row texts, naming that row, and hands each one's kind and body to
+    /// `each`. Only the suspected numbers are looked at.
+    pub async fn resolve_duplicates(
+        &mut self,
+        mut each: impl FnMut(MessageKind, &str),
+    ) -> Result<()> {
+        let mut rows = sqlx::query(
+            "WITH texting AS (
+               SELECT id, first_value(id) OVER earliest AS first_id,
+                      first_value(row_number) OVER earliest AS first_row
+               FROM messages
+               WHERE campaign_id = ? AND state = 'pending'
+                 AND phone_e164 IN (SELECT phone FROM temp.import_suspects)
+               WINDOW earliest AS (PARTITION BY phone_e164 ORDER BY id))
+             UPDATE messages SET state = 'duplicate', reason = 'duplicate of row ' || first_row
+             FROM texting WHERE messages.id = texting.id AND texting.id <> texting.first_id
+             RETURNING messages.kind, messages.body",
+        )
+        .bind(self.campaign_id)
+        .fetch(&mut *self.tx);
+        while let Some(row) = rows.try_next().await? {
+            let kind: String = row.try_get(0)?;
+            let body: &str = row.try_get(1)?;
+            each(kind.parse().map_err(StoreError::Corrupt)?, body);
+        }
+        Ok(())
+    }
+
+    pub async fn insert(&mut self, rows: PreparedRows) -> Result<()> {
+        for mut statement in rows.statements {
+            statement.build().execute(&mut *self.tx).await?;
         }
         Ok(())
     }
 
     /// Records the row count and the file's hash, and commits.
     pub async fn commit(mut self, n_rows: i64, csv_sha256: &str) -> Result<i64> {
+        sqlx::query("DROP TABLE temp.import_suspects")
+            .execute(&mut *self.tx)
+            .await?;
         sqlx::query("UPDATE campaigns SET n_rows = ?, csv_sha256 = ? WHERE id = ?")
             .bind(n_rows)
             .bind(csv_sha256)
@@ -842,6 +950,11 @@ impl Import {
             .execute(&mut *self.tx)
             .await?;
         self.tx.commit().await?;
+        if let Some(pool) = self.bulk_load {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
         Ok(self.campaign_id)
     }
 }
@@ -1277,7 +1390,10 @@ mod tests {
                 over_length: false,
             })
             .collect();
-        import.insert(messages).await.expect("insert");
+        import
+            .insert(PreparedRows::new(campaign_id, messages))
+            .await
+            .expect("insert");
         import.commit(n, "sha").await.expect("commit");
         (dir, store, campaign_id)
     }
@@ -1294,6 +1410,23 @@ mod tests {
             track_until: 1000,
             next_poll_at: Some(20),
         }
+    }
+
+    async fn journal_mode(store: &Store) -> String {
+        sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .expect("journal mode")
+    }
+
+    /// The first import runs under a rollback journal and leaves the
+    /// database in WAL mode; later imports never leave WAL.
+    #[tokio::test]
+    async fn imports_leave_the_database_in_wal_mode() {
+        let (_dir, store, _) = campaign_of(3).await;
+        assert_eq!(journal_mode(&store).await, "wal");
+        assert!(!store.begin_bulk_load().await.expect("second import"));
+        assert_eq!(journal_mode(&store).await, "wal");
     }
 
     #[tokio::test]
@@ -1339,5 +1472,74 @@ mod tests {
                 .expect("count"),
             1
         );
+    }
+
+    /// A database made before the rebuild of `messages` (migration 2)
+    /// keeps its rows, its history and its constraints.
+    #[tokio::test]
+    async fn rebuilding_messages_keeps_rows_history_and_constraints() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.expect("connect");
+        let all = sqlx::migrate!("./migrations");
+        let first_only = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(all.migrations[..1].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        first_only.run(&pool).await.expect("migration 1");
+        sqlx::raw_sql(
+            "INSERT INTO campaigns VALUES (1, 'old', 'a.csv', 'sha', '+16505550100', NULL, 'US',
+               'phone', 10, 4, 1000, 60000, 'hold', 2, 0);
+             INSERT INTO messages (id, campaign_id, row_number, phone_raw, phone_e164, kind, body,
+               segments, encoding, state, sid)
+             VALUES (1, 1, 1, '4155550101', '+14155550101', 'sms', 'hi', 1, 'gsm7', 'delivered', 'S1'),
+                    (2, 1, 2, '4155550102', '+14155550102', 'sms', 'hi', 1, 'gsm7', 'pending', NULL);
+             INSERT INTO events (message_id, at, from_state, to_state, detail)
+             VALUES (1, 5, 'sending', 'queued', 'S1'), (1, 9, 'queued', 'delivered', NULL);",
+        )
+        .execute(&pool)
+        .await
+        .expect("old rows");
+        pool.close().await;
+
+        let store = Store::open(&path).await.expect("migrate");
+        let rows: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT id, state, sid FROM messages ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .expect("messages");
+        assert_eq!(
+            rows,
+            vec![
+                (1, "delivered".into(), Some("S1".into())),
+                (2, "pending".into(), None)
+            ]
+        );
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE message_id = 1")
+            .fetch_one(&store.pool)
+            .await
+            .expect("events");
+        assert_eq!(events, 2);
+        let phone_index: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'messages_phone'")
+                .fetch_one(&store.pool)
+                .await
+                .expect("schema");
+        assert_eq!(phone_index, 0);
+        // Still enforced: a state outside the lifecycle, an event for no message.
+        let bad_state = sqlx::query("UPDATE messages SET state = 'lost' WHERE id = 2")
+            .execute(&store.pool)
+            .await;
+        assert!(bad_state.is_err(), "CHECK on state must hold");
+        let orphan = sqlx::query(
+            "INSERT INTO events (message_id, at, from_state, to_state) VALUES (99, 0, 'a', 'b')",
+        )
+        .execute(&store.pool)
+        .await;
+        assert!(orphan.is_err(), "foreign key on events must hold");
     }
 }
