@@ -1,7 +1,8 @@
 //! Group commit: workers hand their [`Change`]s to one recorder task, which
 //! writes whatever has queued up in one transaction. One commit then covers
 //! many answers, which is what lets a campaign go faster than the disk's
-//! fsync rate.
+//! fsync rate. The sender's claims ride in the same transactions, so a
+//! claim never waits for the database behind the answers.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Change, Claim, ClaimedMessage, Store, StoreError};
 
 /// Most changes written in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -24,6 +25,7 @@ pub struct Recorder {
 
 enum Item {
     Change(Change),
+    Claim(Claim, oneshot::Sender<Vec<ClaimedMessage>>),
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
 }
@@ -48,6 +50,23 @@ impl Recorder {
     /// the message stays in its previous state in the database.
     pub fn record(&self, change: Change) {
         let _ = self.tx.send(Item::Change(change));
+    }
+
+    /// Claims messages for sending in the next transaction, after the
+    /// changes queued before this call. Resolves to the claimed messages, or
+    /// to an error when the recorder died (its own error, the cause, comes
+    /// from [`RecorderTask::finish`]).
+    pub fn claim(
+        &self,
+        claim: Claim,
+    ) -> impl std::future::Future<Output = Result<Vec<ClaimedMessage>, StoreError>> {
+        let (reply, claimed) = oneshot::channel();
+        let _ = self.tx.send(Item::Claim(claim, reply));
+        async move {
+            claimed.await.map_err(|_| {
+                StoreError::Corrupt("the recorder stopped before the claim was made".into())
+            })
+        }
     }
 
     /// Waits until every change queued before this call is written (or the
@@ -92,16 +111,27 @@ async fn record(
     let mut items = Vec::with_capacity(MAX_BATCH);
     let mut changes = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
+    let (mut claims, mut replies) = (Vec::new(), Vec::new());
     while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
         for item in items.drain(..) {
             match item {
                 Item::Change(change) => changes.push(change),
+                Item::Claim(claim, reply) => {
+                    claims.push(claim);
+                    replies.push(reply);
+                }
                 Item::Flush(done) => flushes.push(done),
             }
         }
         let wrote = !changes.is_empty();
-        let result = store.apply(&changes, now_ms()).await;
+        let result = store.apply_and_claim(&changes, &claims, now_ms()).await;
         changes.clear();
+        claims.clear();
+        let result = result.map(|claimed| {
+            for (reply, messages) in replies.drain(..).zip(claimed) {
+                let _ = reply.send(messages);
+            }
+        });
         // Only real writes wake the workers: a flush alone must not, or an
         // idle loop that flushes would spin.
         if wrote {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,7 +24,7 @@ use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, Rem
 use crate::pacing::{AdaptiveRate, Backoff, CircuitBreaker, RateCeiling};
 use crate::progress::Counters;
 use crate::recorder::Recorder;
-use crate::store::{Change, ClaimedMessage, Store, StoreError};
+use crate::store::{Change, Claim, ClaimedMessage, Store, StoreError};
 
 /// Consecutive "could not connect" answers after which the run stops.
 const MAX_CONSECUTIVE_UNREACHABLE: u32 = 8;
@@ -34,7 +33,9 @@ const TIMER_TICK: Duration = Duration::from_millis(1);
 /// Most messages claimed (durably `sending`) in one transaction. With the
 /// next batch claimed ahead, at most two batches wait unsent at any moment:
 /// what a crash can leave `unknown` beyond the requests in flight.
-const MAX_CLAIM: usize = 128;
+const MAX_CLAIM: usize = 256;
+/// A batch holds at most this many times `--concurrency` messages.
+const CLAIM_PER_SLOT: usize = 4;
 /// How far the send schedule may fall behind before the lost time is given
 /// up: a short stall is made up (within the ceiling), a long one is not
 /// followed by a burst.
@@ -137,7 +138,7 @@ pub struct Sender {
     claimed: std::collections::VecDeque<ClaimedMessage>,
     /// The next batch, being claimed while the current one is sent, so the
     /// loop does not wait for the database between batches.
-    next_claim: Option<JoinHandle<Result<Vec<ClaimedMessage>, StoreError>>>,
+    next_claim: Option<ClaimFuture>,
     batch: usize,
 }
 
@@ -145,12 +146,13 @@ impl Sender {
     pub fn new(ctx: SendContext) -> Sender {
         let rate = ctx.rate.max(0.001);
         // Claim about 10 ms worth of messages at a time, so a claimed message
-        // waits little for its turn.
-        // No more than can be in flight at once: the messages a crash can
-        // leave `unknown` stay proportional to --concurrency.
+        // waits little for its turn: one message at rates up to 100/s, more
+        // only where a claim per message would hold the sender back. Capped
+        // by --concurrency, so what a crash can leave `unknown` stays
+        // proportional to it.
         let batch = ((rate * 0.01).ceil() as usize)
             .clamp(1, MAX_CLAIM)
-            .min(ctx.concurrency.max(1) as usize);
+            .min(CLAIM_PER_SLOT * ctx.concurrency.max(1) as usize);
         let permits = Arc::new(Semaphore::new(ctx.concurrency.max(1) as usize));
         let breaker = CircuitBreaker::new(ctx.breaker_window, ctx.breaker_threshold);
         Sender {
@@ -206,26 +208,18 @@ impl Sender {
             // The batch claimed ahead, or, when none is on its way (the
             // start, or the end of the queue), one claimed now.
             let claimed = match self.next_claim.take() {
-                Some(next) => join_claim(next).await?,
+                Some(next) => next.await?,
                 None => Vec::new(),
             };
             let claimed = if claimed.is_empty() {
-                shared
-                    .ctx
-                    .store
-                    .claim_pending(shared.ctx.campaign_id, self.batch, now_ms())
-                    .await?
+                self.claim().await?
             } else {
                 claimed
             };
             self.claimed.extend(claimed);
             // A full batch says more may wait: claim the next one ahead.
             if self.claimed.len() == self.batch && self.batch > 1 {
-                let store = shared.ctx.store.clone();
-                let (campaign_id, want) = (shared.ctx.campaign_id, self.batch);
-                self.next_claim = Some(tokio::spawn(async move {
-                    store.claim_pending(campaign_id, want, now_ms()).await
-                }));
+                self.next_claim = Some(Box::pin(self.claim()));
             }
         }
         if self.claimed.is_empty() {
@@ -257,6 +251,14 @@ impl Sender {
                 .spawn(async move { send_one(task_shared, message, permit).await });
         }
         Ok(Step::Dispatched)
+    }
+
+    /// Claims the next batch, in the recorder's next transaction.
+    fn claim(&self) -> impl std::future::Future<Output = Result<Vec<ClaimedMessage>, StoreError>> {
+        self.shared.ctx.recorder.claim(Claim {
+            campaign_id: self.shared.ctx.campaign_id,
+            limit: self.batch,
+        })
     }
 
     /// Nothing claimable: either all is done, or requests in flight may still
@@ -311,7 +313,7 @@ impl Sender {
         // Messages claimed but not yet sent go back to the queue: their
         // request never left.
         let result = match self.next_claim.take() {
-            Some(next) => match join_claim(next).await {
+            Some(next) => match next.await {
                 Ok(claimed) => {
                     self.claimed.extend(claimed);
                     result
@@ -344,14 +346,10 @@ impl Sender {
     }
 }
 
-/// The messages a claim running ahead took.
-async fn join_claim(
-    claim: JoinHandle<Result<Vec<ClaimedMessage>, StoreError>>,
-) -> Result<Vec<ClaimedMessage>, StoreError> {
-    claim
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("the claim task stopped: {e}")))?
-}
+/// A claim on its way through the recorder.
+type ClaimFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<ClaimedMessage>, StoreError>> + Send>,
+>;
 
 /// Sends one message and records what the answer means.
 async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, permit: OwnedSemaphorePermit) {

@@ -491,38 +491,9 @@ impl Store {
         limit: usize,
         now: i64,
     ) -> Result<Vec<ClaimedMessage>> {
-        next_state(MessageState::Pending, MessageKind::Sms, &Event::Claim)?;
-        let mut tx = self.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE messages SET state = 'sending', attempts = attempts + 1, reason = NULL
-             WHERE id IN (SELECT id FROM messages WHERE campaign_id = ? AND state = 'pending'
-                          ORDER BY id LIMIT ?)
-             RETURNING id, row_number, phone_e164, kind, body, media_urls, attempts",
-        )
-        .bind(campaign_id)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await?;
-        let claimed = rows
-            .iter()
-            .map(ClaimedMessage::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        // Collected first: a borrowing iterator would keep this future from
-        // being spawned (the sender claims ahead on a task of its own).
-        let events: Vec<EventRow> = claimed
-            .iter()
-            .map(|m| {
-                (
-                    m.message_id,
-                    MessageState::Pending,
-                    MessageState::Sending,
-                    None,
-                )
-            })
-            .collect();
-        insert_events(&mut tx, events.into_iter(), now).await?;
-        tx.commit().await?;
-        Ok(claimed)
+        let claims = [Claim { campaign_id, limit }];
+        let mut claimed = self.apply_and_claim(&[], &claims, now).await?;
+        Ok(claimed.pop().unwrap_or_default())
     }
 
     /// True while some message of the campaign is waiting to be sent.
@@ -627,50 +598,30 @@ impl Store {
 
     /// Applies a batch of changes in one transaction (group commit).
     pub async fn apply(&self, changes: &[Change], now: i64) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
+        self.apply_and_claim(changes, &[], now).await.map(drop)
+    }
+
+    /// Applies a batch of changes and makes the claims, in one transaction
+    /// (group commit): the sender's next messages become `sending` in the
+    /// same commit as the answers to the previous ones. Returns the
+    /// messages of each claim, in order.
+    pub async fn apply_and_claim(
+        &self,
+        changes: &[Change],
+        claims: &[Claim],
+        now: i64,
+    ) -> Result<Vec<Vec<ClaimedMessage>>> {
+        if changes.is_empty() && claims.is_empty() {
+            return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let mut events = Vec::with_capacity(changes.len());
-        // The answers to sends and polls, the bulk of all changes, are
-        // written a few hundred per statement: one round trip to SQLite's
-        // thread instead of one each keeps the write lock short. A message
-        // appears at most once in a batch of a run's recorder; if not, the
-        // order of its changes matters and each is written alone.
-        let mut ids = HashSet::with_capacity(changes.len());
-        let distinct = changes.iter().all(|change| ids.insert(change.message_id()));
-        let (accepted, polled, others): (Vec<_>, Vec<_>, Vec<_>) = if distinct {
-            (
-                changes
-                    .iter()
-                    .filter(|c| matches!(c, Change::Accepted { .. }))
-                    .collect(),
-                changes
-                    .iter()
-                    .filter(|c| matches!(c, Change::Polled { .. }))
-                    .collect(),
-                changes
-                    .iter()
-                    .filter(|c| !matches!(c, Change::Accepted { .. } | Change::Polled { .. }))
-                    .collect(),
-            )
-        } else {
-            (Vec::new(), Vec::new(), changes.iter().collect())
-        };
-        for chunk in accepted.chunks(BULK_ROWS) {
-            apply_accepted(&mut tx, chunk, now, &mut events).await?;
+        apply_in(&mut tx, changes, now).await?;
+        let mut claimed = Vec::with_capacity(claims.len());
+        for claim in claims {
+            claimed.push(claim_in(&mut tx, claim, now).await?);
         }
-        for chunk in polled.chunks(BULK_ROWS) {
-            apply_polled(&mut tx, chunk, now, &mut events).await?;
-        }
-        for change in others {
-            if let Some(event) = apply_one(&mut tx, change, now).await? {
-                events.push(event);
-            }
-        }
-        insert_events(&mut tx, events.into_iter(), now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(claimed)
     }
 
     // ---- suppression -----------------------------------------------------
@@ -959,6 +910,95 @@ impl Import {
     }
 }
 
+/// Messages to claim for sending: the first `limit` pending ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub campaign_id: i64,
+    pub limit: usize,
+}
+
+async fn claim_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    claim: &Claim,
+    now: i64,
+) -> Result<Vec<ClaimedMessage>> {
+    next_state(MessageState::Pending, MessageKind::Sms, &Event::Claim)?;
+    // One round trip: the events first, for the same rows the UPDATE then
+    // takes (the first `limit` pending ones, in this transaction).
+    let rows = sqlx::query(
+        "INSERT INTO events (message_id, at, from_state, to_state)
+           SELECT id, ?1, 'pending', 'sending' FROM messages
+           WHERE campaign_id = ?2 AND state = 'pending' ORDER BY id LIMIT ?3;
+         UPDATE messages SET state = 'sending', attempts = attempts + 1, reason = NULL
+         WHERE id IN (SELECT id FROM messages WHERE campaign_id = ?2 AND state = 'pending'
+                      ORDER BY id LIMIT ?3)
+         RETURNING id, row_number, phone_e164, kind, body, media_urls, attempts",
+    )
+    .bind(now)
+    .bind(claim.campaign_id)
+    .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(ClaimedMessage::from_row).collect()
+}
+
+async fn apply_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    changes: &[Change],
+    now: i64,
+) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut events = Vec::with_capacity(changes.len());
+    // The answers to sends and polls, the bulk of all changes, are
+    // written a few hundred per statement: one round trip to SQLite's
+    // thread instead of one each keeps the write lock short. A message
+    // appears at most once in a batch of a run's recorder; if not, the
+    // order of its changes matters and each is written alone.
+    let mut ids = HashSet::with_capacity(changes.len());
+    let distinct = changes.iter().all(|change| ids.insert(change.message_id()));
+    let (accepted, polled, others): (Vec<_>, Vec<_>, Vec<_>) = if distinct {
+        (
+            changes
+                .iter()
+                .filter(|c| matches!(c, Change::Accepted { .. }))
+                .collect(),
+            changes
+                .iter()
+                .filter(|c| matches!(c, Change::Polled { .. }))
+                .collect(),
+            changes
+                .iter()
+                .filter(|c| !matches!(c, Change::Accepted { .. } | Change::Polled { .. }))
+                .collect(),
+        )
+    } else {
+        (Vec::new(), Vec::new(), changes.iter().collect())
+    };
+    for change in others {
+        if let Some(event) = apply_one(tx, change, now).await? {
+            events.push(event);
+        }
+    }
+    // The bulk statements and every event go to SQLite's thread as one
+    // script: each round trip waits for a thread hand-off both ways.
+    let mut script = QueryBuilder::<Sqlite>::new("");
+    for chunk in accepted.chunks(BULK_ROWS) {
+        push_accepted(&mut script, chunk, now, &mut events);
+    }
+    for chunk in polled.chunks(BULK_ROWS) {
+        push_polled(&mut script, chunk, now, &mut events);
+    }
+    push_events(&mut script, events.into_iter(), now);
+    let updated = match script.sql().is_empty() {
+        true => Vec::new(),
+        false => script.build().fetch_all(&mut **tx).await?,
+    };
+    let bulk: Vec<&Change> = accepted.into_iter().chain(polled).collect();
+    check_all(&updated, &bulk)
+}
+
 type EventRow = (i64, MessageState, MessageState, Option<String>);
 
 async fn apply_one(
@@ -1134,13 +1174,13 @@ async fn apply_one(
 const BULK_ROWS: usize = 500;
 
 /// Writes a batch of `Change::Accepted` in one statement.
-async fn apply_accepted(
-    tx: &mut Transaction<'static, Sqlite>,
+fn push_accepted(
+    query: &mut QueryBuilder<'_, Sqlite>,
     changes: &[&Change],
     now: i64,
     events: &mut Vec<EventRow>,
-) -> Result<()> {
-    let mut query = QueryBuilder::<Sqlite>::new(
+) {
+    query.push(
         "UPDATE messages SET state = v.column2, sid = v.column3, remote_status = v.column4,
            error_code = v.column5, error_message = v.column6, sent_at = v.column7,
            track_until = v.column8, next_poll_at = v.column9, final_at = v.column10,
@@ -1179,20 +1219,18 @@ async fn apply_accepted(
         }
     });
     query.push(
-        ") AS v WHERE messages.id = v.column1 AND messages.state = 'sending' RETURNING messages.id",
+        ") AS v WHERE messages.id = v.column1 AND messages.state = 'sending' RETURNING messages.id;",
     );
-    let updated = query.build().fetch_all(&mut **tx).await?;
-    check_all(&updated, changes)
 }
 
 /// Writes a batch of `Change::Polled` in one statement.
-async fn apply_polled(
-    tx: &mut Transaction<'static, Sqlite>,
+fn push_polled(
+    query: &mut QueryBuilder<'_, Sqlite>,
     changes: &[&Change],
     now: i64,
     events: &mut Vec<EventRow>,
-) -> Result<()> {
-    let mut query = QueryBuilder::<Sqlite>::new(
+) {
+    query.push(
         "UPDATE messages SET state = v.column2, remote_status = v.column3,
            error_code = COALESCE(v.column4, error_code),
            error_message = COALESCE(v.column5, error_message),
@@ -1229,10 +1267,8 @@ async fn apply_polled(
         }
     });
     query.push(
-        ") AS v WHERE messages.id = v.column1 AND messages.state = v.column8 RETURNING messages.id",
+        ") AS v WHERE messages.id = v.column1 AND messages.state = v.column8 RETURNING messages.id;",
     );
-    let updated = query.build().fetch_all(&mut **tx).await?;
-    check_all(&updated, changes)
 }
 
 /// A bulk UPDATE must have changed every row it names (`updated` holds the
@@ -1280,17 +1316,15 @@ fn check_one(
     }
 }
 
-async fn insert_events(
-    tx: &mut Transaction<'static, Sqlite>,
+fn push_events(
+    query: &mut QueryBuilder<'_, Sqlite>,
     events: impl Iterator<Item = EventRow>,
     now: i64,
-) -> Result<()> {
+) {
     let mut events = events.peekable();
-    // SQLite allows 32766 bound parameters; 5 per event.
+    // SQLite allows 32766 bound parameters per statement; 5 per event.
     while events.peek().is_some() {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (message_id, at, from_state, to_state, detail) ",
-        );
+        query.push("INSERT INTO events (message_id, at, from_state, to_state, detail) ");
         query.push_values(
             events.by_ref().take(1000),
             |mut b, (id, from, to, detail)| {
@@ -1301,9 +1335,8 @@ async fn insert_events(
                     .push_bind(detail);
             },
         );
-        query.build().execute(&mut **tx).await?;
+        query.push(";");
     }
-    Ok(())
 }
 
 /// Checks an event against the lifecycle; the store never writes a state the
