@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
 use tokio::sync::Mutex;
 
@@ -51,13 +51,17 @@ pub struct ApiConfig {
 pub struct ApiClient {
     http: reqwest::Client,
     config: ApiConfig,
-    send_url: String,
+    /// Parsed once: reqwest would parse a string URL on every request.
+    send_url: reqwest::Url,
     token: Mutex<Option<CachedToken>>,
 }
 
 #[derive(Clone)]
 struct CachedToken {
     value: SecretString,
+    /// `Bearer <token>`, built once rather than per request; marked
+    /// sensitive so that no debug output shows it.
+    header: HeaderValue,
     refresh_at: Instant,
 }
 
@@ -76,7 +80,7 @@ impl ApiClient {
             .timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        let send_url = format!("{}{}", config.base_url, MESSAGES_PATH);
+        let send_url = reqwest::Url::parse(&format!("{}{}", config.base_url, MESSAGES_PATH))?;
         Ok(ApiClient {
             http,
             config,
@@ -110,8 +114,8 @@ impl ApiClient {
             };
             let answer = self
                 .http
-                .post(&self.send_url)
-                .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+                .post(self.send_url.clone())
+                .header(AUTHORIZATION, token.header.clone())
                 .header(ACCEPT, "application/json")
                 .json(&request)
                 .send()
@@ -158,7 +162,11 @@ impl ApiClient {
 
     /// Calls Get Message for a sid.
     pub async fn poll(&self, sid: &str) -> PollOutcome {
-        let url = format!("{}/{}", self.send_url, utf8_percent_encode(sid, UNRESERVED));
+        let url = format!(
+            "{}/{}",
+            self.send_url.as_str(),
+            utf8_percent_encode(sid, UNRESERVED)
+        );
         let mut refreshed = false;
         loop {
             let token = match self.token().await {
@@ -174,7 +182,7 @@ impl ApiClient {
             let answer = self
                 .http
                 .get(&url)
-                .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+                .header(AUTHORIZATION, token.header.clone())
                 .header(ACCEPT, "application/json")
                 .send()
                 .await;
@@ -227,24 +235,23 @@ impl ApiClient {
 
     /// The cached token, refreshed when it nears expiry. The mutex makes the
     /// refresh single-flight: other workers wait for the one request.
-    async fn token(&self) -> Result<SecretString, TokenError> {
+    async fn token(&self) -> Result<CachedToken, TokenError> {
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref() {
             if Instant::now() < token.refresh_at {
-                return Ok(token.value.clone());
+                return Ok(token.clone());
             }
         }
         let fresh = self.fetch_token().await?;
-        let value = fresh.value.clone();
-        *cached = Some(fresh);
-        Ok(value)
+        *cached = Some(fresh.clone());
+        Ok(fresh)
     }
 
     /// Forgets a token the API refused, unless another worker already
     /// replaced it.
-    async fn invalidate(&self, refused: &SecretString) {
+    async fn invalidate(&self, refused: &CachedToken) {
         let mut cached = self.token.lock().await;
-        if cached.as_ref().is_some_and(|t| &t.value == refused) {
+        if cached.as_ref().is_some_and(|t| t.value == refused.value) {
             *cached = None;
         }
     }
@@ -311,9 +318,18 @@ impl ApiClient {
         // Refresh when max(60 s, 10 %) of the lifetime remains; for very short
         // lifetimes, at half-life.
         let margin = Duration::from_secs(60).max(lifetime / 10).min(lifetime / 2);
+        let Ok(mut header) = HeaderValue::from_str(&format!("Bearer {}", token.access_token))
+        else {
+            return Err(TokenError::Fatal(FatalError::TokenUnreadable {
+                status: status.as_u16(),
+                text: "the access_token holds characters an HTTP header cannot carry".into(),
+            }));
+        };
+        header.set_sensitive(true);
         tracing::debug!(lifetime_s = lifetime.as_secs(), "access token obtained");
         Ok(CachedToken {
             value: SecretString::new(token.access_token),
+            header,
             refresh_at: started + (lifetime - margin),
         })
     }
