@@ -129,6 +129,9 @@ struct Pacing {
     backoff: Backoff,
     breaker: CircuitBreaker,
     unreachable_in_a_row: u32,
+    /// What the last failed send said, for the breaker's message (the send
+    /// that trips it may be a success among too many failures).
+    last_failure: String,
     rng: SmallRng,
 }
 
@@ -168,6 +171,7 @@ impl Sender {
                     backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
                     breaker,
                     unreachable_in_a_row: 0,
+                    last_failure: String::new(),
                     rng: SmallRng::from_os_rng(),
                 }),
                 stop: std::sync::Mutex::new(None),
@@ -514,11 +518,14 @@ impl Shared {
             SendOutcome::NotAccepted { .. } | SendOutcome::Fatal(_) => None,
         };
         if let Some(failure) = sample {
+            if let Some(detail) = failure {
+                pacing.last_failure.clone_from(detail);
+            }
             if let Some(ratio) = pacing.breaker.record(failure.is_some()) {
                 self.stop_with(SendError::CircuitOpen {
                     percent: ratio * 100.0,
                     window: pacing.breaker.window(),
-                    detail: failure.cloned().unwrap_or_default(),
+                    detail: pacing.last_failure.clone(),
                 });
             }
         }
