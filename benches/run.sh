@@ -26,9 +26,9 @@ FROM=+16505550100
 
 # `/usr/bin/time` as "seconds peak_kb".
 timed() { /usr/bin/time -f "%e %M" -o "$DIR/time.out" "$@"; cat "$DIR/time.out"; }
-recipients() { # rows → file name; generated once
-  local file=$DIR/r$1.csv
-  [ -s "$file" ] || python3 "$ROOT/benches/gen_recipients.py" "$1" > "$file"
+recipients() { # rows [duplicate_every] → file name; generated once
+  local file=$DIR/r$1${2:+d$2}.csv
+  [ -s "$file" ] || python3 "$ROOT/benches/gen_recipients.py" "$1" ${2:-} > "$file"
   echo "$file"
 }
 SIM_PID=
@@ -49,8 +49,14 @@ stats() { curl -sf "$SIM/_mock/stats"; }
 fresh_db() { rm -f "$DIR/$1" "$DIR/$1-wal" "$DIR/$1-shm"; }
 
 bench_import() {
-  local csv; csv=$(recipients "$ROWS")
-  echo "## Import of $ROWS rows ($(du -h "$csv" | cut -f1))"
+  import_once "$(recipients "$ROWS")" "distinct numbers"
+  # Every 50th row repeats an earlier number: duplicates are settled too.
+  import_once "$(recipients "$ROWS" 50)" "2% duplicates"
+}
+
+import_once() { # csv label
+  local csv=$1
+  echo "## Import of $ROWS rows, $2 ($(du -h "$csv" | cut -f1))"
   fresh_db ref.db
   read -r ref_s ref_kb < <(timed sqlite3 "$DIR/ref.db" ".import --csv $csv recipients")
   fresh_db import.db

@@ -7,11 +7,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-// Sending allocates small buffers on every thread for every request; glibc's
-// allocator spent a seventh of the send time in its locks and consolidation.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = bpsms::cli::Cli::parse();
     tracing_subscriber::fmt()

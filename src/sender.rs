@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -111,8 +111,9 @@ struct Shared {
     ctx: SendContext,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
-    /// Pacing state shared by the loop and the request tasks.
-    pacing: Mutex<Pacing>,
+    /// Pacing state shared by the loop and the request tasks. Held for a
+    /// few instructions and never across an await: a plain mutex.
+    pacing: std::sync::Mutex<Pacing>,
     /// The first error that must stop the run.
     stop: std::sync::Mutex<Option<SendError>>,
     stopped: CancellationToken,
@@ -163,7 +164,7 @@ impl Sender {
                 ctx,
                 permits,
                 tasks: TaskTracker::new(),
-                pacing: Mutex::new(Pacing {
+                pacing: std::sync::Mutex::new(Pacing {
                     pause_until: Instant::now(),
                     next_slot: Instant::now(),
                     ceiling: RateCeiling::new(rate),
@@ -199,7 +200,7 @@ impl Sender {
         // `sending` only for the moment before its request leaves, which
         // keeps the window of messages a crash leaves `unknown` close to
         // those in flight (at high rates, see `MAX_CLAIM`).
-        let turn = shared.next_turn().await;
+        let turn = shared.next_turn();
         // Timers tick in milliseconds: a turn less than one tick away is
         // taken now (the slots still add up to the rate over any second).
         if turn > Instant::now() + TIMER_TICK {
@@ -235,7 +236,7 @@ impl Sender {
         }
         // Checked after the claim, right before the request leaves, so the
         // claim's own time cannot squeeze two sends closer than allowed.
-        let earliest = shared.pacing.lock().await.ceiling.earliest();
+        let earliest = shared.pacing().ceiling.earliest();
         if let Some(earliest) = earliest {
             tokio::select! {
                 _ = tokio::time::sleep_until(Instant::from_std(earliest)) => {}
@@ -243,12 +244,7 @@ impl Sender {
             }
         }
         if let Some(message) = self.claimed.pop_front() {
-            shared
-                .pacing
-                .lock()
-                .await
-                .ceiling
-                .record(std::time::Instant::now());
+            shared.pacing().ceiling.record(std::time::Instant::now());
             let task_shared = shared.clone();
             shared
                 .tasks
@@ -372,7 +368,7 @@ async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, permit: OwnedSem
     let change = decide(ctx, &message, outcome.clone(), now);
     ctx.counters.record_send(&change);
     ctx.recorder.record(change);
-    shared.after_answer(&outcome).await;
+    shared.after_answer(&outcome);
 }
 
 /// The change an answer makes to a message (pure, so it is tested alone).
@@ -450,12 +446,20 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
 }
 
 impl Shared {
+    fn pacing(&self) -> std::sync::MutexGuard<'_, Pacing> {
+        // A panic while pacing was held leaves plain numbers behind; they
+        // are still usable.
+        self.pacing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// When the next request may leave: the next slot of an even schedule
     /// at the adaptive rate, after any pause. A request that left late does
     /// not push the schedule back (up to [`MAX_SCHEDULE_LAG`]), so the mean
     /// rate holds; the ceiling keeps the catching up within the limit.
-    async fn next_turn(&self) -> Instant {
-        let mut pacing = self.pacing.lock().await;
+    fn next_turn(&self) -> Instant {
+        let mut pacing = self.pacing();
         let interval = Duration::from_secs_f64(1.0 / pacing.rate.current());
         let now = Instant::now();
         let earliest_slot = now.checked_sub(MAX_SCHEDULE_LAG).unwrap_or(now);
@@ -465,8 +469,8 @@ impl Shared {
     }
 
     /// Adjusts pacing after an answer, and stops the run when it must.
-    async fn after_answer(&self, outcome: &SendOutcome) {
-        let mut pacing = self.pacing.lock().await;
+    fn after_answer(&self, outcome: &SendOutcome) {
+        let mut pacing = self.pacing();
         let now = Instant::now();
         match outcome {
             SendOutcome::NotAccepted {
