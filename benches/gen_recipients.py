@@ -30,7 +30,8 @@ def main() -> None:
     out = sys.stdout
     out.write("phone,first_name,last_name,city,customer_id\n")
     for i in range(n):
-        number = i // 2 if every and i % every == every - 1 else i
+        # Row i repeats the number of row i - 26, in the next spelling.
+        number = i - 26 if every and i % every == every - 1 and i >= 26 else i
         out.write(
             f'{phone(number, i % 5)},Name{i},Surname{i % 977},"City, {i % 313}",C{i:08d}\n'
         )

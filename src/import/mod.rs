@@ -23,7 +23,9 @@ use crate::domain::phone::{Region, E164};
 use crate::domain::state::{MessageKind, MessageState};
 use crate::domain::template::{BoundTemplate, Template, TemplateError};
 use crate::domain::text;
-use crate::store::{CampaignSettings, NewCampaign, NewMessage, PreparedRows, Store, StoreError};
+use crate::store::{
+    CampaignSettings, HeldDuplicates, NewCampaign, NewMessage, PreparedRows, Store, StoreError,
+};
 use crate::suppress::SuppressionList;
 use seen::SeenNumbers;
 use source::QuoteTracker;
@@ -206,23 +208,23 @@ pub async fn import(
         .await?;
     let _ = campaign_tx.send(import.campaign_id());
     while let Some(batch) = rx.recv().await {
-        import.suspect_duplicates(&batch.suspects).await?;
         import.insert(batch.rows).await?;
+        import.insert(batch.held).await?;
     }
     // The reader's verdict decides: on error the transaction is dropped
     // (rolled back) and nothing of the campaign remains.
     let (sha256, mut report) = join_reader(reader).await?;
-    import
-        .resolve_duplicates(|kind, body| report.count_duplicate(kind, body))
-        .await?;
+    let duplicates = import.settle_held().await?;
+    report.count_duplicates(&duplicates);
     report.campaign_id = import.commit(report.n_rows, &sha256).await?;
     Ok(report)
 }
 
-/// Rows ready to write, and the numbers earlier rows may already text.
+/// Rows ready to write, and those held back because an earlier row may
+/// already text their number.
 struct ReadBatch {
     rows: PreparedRows,
-    suspects: Vec<String>,
+    held: PreparedRows,
 }
 
 impl ImportReport {
@@ -242,15 +244,12 @@ impl ImportReport {
         }
     }
 
-    /// Moves a message counted as to be sent to the duplicates.
-    fn count_duplicate(&mut self, kind: MessageKind, body: &str) {
-        self.n_pending -= 1;
-        self.n_duplicate += 1;
-        match kind {
-            MessageKind::Mms => self.n_mms -= 1,
-            MessageKind::Sms if text::analyse(body).over_limit() => self.n_over_length -= 1,
-            MessageKind::Sms => {}
-        }
+    /// Moves held rows counted as to be sent to the duplicates.
+    fn count_duplicates(&mut self, duplicates: &HeldDuplicates) {
+        self.n_pending -= duplicates.n;
+        self.n_duplicate += duplicates.n;
+        self.n_mms -= duplicates.n_mms;
+        self.n_over_length -= duplicates.n_over_length;
     }
 }
 
@@ -430,18 +429,20 @@ fn read_rows(
     };
     let mut seen = SeenNumbers::default();
     while let Some(batch) = table.next_batch()? {
-        let suspects = batch
-            .iter()
-            .filter(|m| m.state == MessageState::Pending)
-            .filter_map(|m| m.phone_e164.as_deref())
-            .filter(|number| seen.insert(number))
-            .map(str::to_string)
-            .collect();
         for message in &batch {
             report.count(message);
         }
-        let rows = PreparedRows::new(campaign_id, batch);
-        if tx.blocking_send(ReadBatch { rows, suspects }).is_err() {
+        let (held, rows): (Vec<_>, Vec<_>) = batch.into_iter().partition(|m| {
+            m.state == MessageState::Pending
+                && m.phone_e164
+                    .as_deref()
+                    .is_some_and(|number| seen.insert(number))
+        });
+        let batch = ReadBatch {
+            rows: PreparedRows::new(campaign_id, rows),
+            held: PreparedRows::held(held),
+        };
+        if tx.blocking_send(batch).is_err() {
             return Ok((String::new(), report));
         }
     }

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -288,15 +287,23 @@ impl Store {
             _ => StoreError::Sql(error),
         })?
         .try_get(0)?;
-        // Temporary, and created inside the transaction: a rolled-back
-        // import leaves nothing behind, a committed one drops it first.
-        sqlx::query("CREATE TEMP TABLE import_suspects (phone TEXT PRIMARY KEY) WITHOUT ROWID")
-            .execute(&mut *tx)
-            .await?;
+        // Rows held back until their number is settled (see
+        // [`PreparedRows::held`]). Temporary, and created inside the
+        // transaction: a rolled-back import leaves nothing behind, a
+        // committed one drops it first.
+        sqlx::query(
+            "CREATE TEMP TABLE import_held (
+               row_number INTEGER PRIMARY KEY, phone_raw TEXT NOT NULL, phone_e164 TEXT NOT NULL,
+               kind TEXT NOT NULL, body TEXT NOT NULL, media_urls TEXT, segments INTEGER NOT NULL,
+               encoding TEXT NOT NULL, over_length INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
         Ok(Import {
             tx,
             campaign_id,
             bulk_load: bulk_load.then(|| self.pool.clone()),
+            held: false,
         })
     }
 
@@ -795,6 +802,8 @@ pub struct Import {
     /// Set when the import runs under a rollback journal: the pool to put
     /// back into WAL mode once it commits.
     bulk_load: Option<SqlitePool>,
+    /// Whether any row was held back (see [`PreparedRows::held`]).
+    held: bool,
 }
 
 /// Messages turned into INSERT statements with their values bound, ready
@@ -802,18 +811,18 @@ pub struct Import {
 /// them.
 pub struct PreparedRows {
     statements: Vec<QueryBuilder<'static, Sqlite>>,
+    held: bool,
 }
 
 impl PreparedRows {
+    /// Rows written as they are.
     pub fn new(campaign_id: i64, messages: Vec<NewMessage>) -> PreparedRows {
-        let mut messages = messages.into_iter().peekable();
-        let mut statements = Vec::new();
-        while messages.peek().is_some() {
-            let mut query = QueryBuilder::<Sqlite>::new(
+        Self::build(messages, false, |query, rows| {
+            query.push(
                 "INSERT INTO messages (campaign_id, row_number, phone_raw, phone_e164, kind, body,
                    media_urls, segments, encoding, state, reason) ",
             );
-            query.push_values(messages.by_ref().take(INSERT_ROWS), |mut b, m| {
+            query.push_values(rows, |mut b, m| {
                 b.push_bind(campaign_id)
                     .push_bind(m.row_number)
                     .push_bind(m.phone_raw)
@@ -826,10 +835,59 @@ impl PreparedRows {
                     .push_bind(m.state.as_str())
                     .push_bind(m.reason);
             });
+        })
+    }
+
+    /// Rows to send whose number an earlier row may already text: held
+    /// back, and written by [`Import::settle_held`] as `pending` or
+    /// `duplicate` once the import has seen every row. Writing them as
+    /// `pending` and correcting them later would rewrite pages all over the
+    /// table.
+    pub fn held(messages: Vec<NewMessage>) -> PreparedRows {
+        Self::build(messages, true, |query, rows| {
+            query.push(
+                "INSERT INTO temp.import_held (row_number, phone_raw, phone_e164, kind, body,
+                   media_urls, segments, encoding, over_length) ",
+            );
+            query.push_values(rows, |mut b, m| {
+                b.push_bind(m.row_number)
+                    .push_bind(m.phone_raw)
+                    .push_bind(m.phone_e164)
+                    .push_bind(m.kind.as_str())
+                    .push_bind(m.body)
+                    .push_bind(m.media_urls)
+                    .push_bind(i64::from(m.segments))
+                    .push_bind(m.encoding)
+                    .push_bind(m.over_length);
+            });
+        })
+    }
+
+    fn build(
+        messages: Vec<NewMessage>,
+        held: bool,
+        mut statement: impl FnMut(
+            &mut QueryBuilder<'static, Sqlite>,
+            std::iter::Take<&mut std::iter::Peekable<std::vec::IntoIter<NewMessage>>>,
+        ),
+    ) -> PreparedRows {
+        let mut messages = messages.into_iter().peekable();
+        let mut statements = Vec::new();
+        while messages.peek().is_some() {
+            let mut query = QueryBuilder::<Sqlite>::new("");
+            statement(&mut query, messages.by_ref().take(INSERT_ROWS));
             statements.push(query);
         }
-        PreparedRows { statements }
+        PreparedRows { statements, held }
     }
+}
+
+/// Held rows found to be duplicates by [`Import::settle_held`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeldDuplicates {
+    pub n: i64,
+    pub n_mms: i64,
+    pub n_over_length: i64,
 }
 
 /// Rows per INSERT statement (11 bound parameters each, well under SQLite's
@@ -841,51 +899,52 @@ impl Import {
         self.campaign_id
     }
 
-    /// Records numbers that earlier rows may already text. They are
-    /// settled once, by [`Import::resolve_duplicates`], instead of a lookup
-    /// per row.
-    pub async fn suspect_duplicates(&mut self, numbers: &[String]) -> Result<()> {
-        for chunk in numbers.chunks(INSERT_ROWS) {
-            let mut query =
-                QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO temp.import_suspects (phone) ");
-            query.push_values(chunk, |mut b, number| {
-                b.push_bind(number.as_str());
-            });
-            query.build().execute(&mut *self.tx).await?;
+    /// Writes the held rows (see [`PreparedRows::held`]) in row order:
+    /// each is `duplicate`, naming the row it repeats, when an earlier row
+    /// to send has its number, and `pending` otherwise. The first rows of
+    /// each number come from one pass over the pending rows.
+    pub async fn settle_held(&mut self) -> Result<HeldDuplicates> {
+        if !self.held {
+            return Ok(HeldDuplicates::default());
         }
-        Ok(())
-    }
-
-    /// Marks `duplicate` every pending row whose number an earlier pending
-    /// row texts, naming that row, and hands each one's kind and body to
-    /// `each`. Only the suspected numbers are looked at.
-    pub async fn resolve_duplicates(
-        &mut self,
-        mut each: impl FnMut(MessageKind, &str),
-    ) -> Result<()> {
-        let mut rows = sqlx::query(
-            "WITH texting AS (
-               SELECT id, first_value(id) OVER earliest AS first_id,
-                      first_value(row_number) OVER earliest AS first_row
-               FROM messages
-               WHERE campaign_id = ? AND state = 'pending'
-                 AND phone_e164 IN (SELECT phone FROM temp.import_suspects)
-               WINDOW earliest AS (PARTITION BY phone_e164 ORDER BY id))
-             UPDATE messages SET state = 'duplicate', reason = 'duplicate of row ' || first_row
-             FROM texting WHERE messages.id = texting.id AND texting.id <> texting.first_id
-             RETURNING messages.kind, messages.body",
+        let row = sqlx::query(
+            "WITH held_first AS (
+               SELECT phone_e164 AS phone, min(row_number) AS first_row
+               FROM temp.import_held GROUP BY phone_e164),
+             written_first AS (
+               SELECT phone_e164 AS phone, min(row_number) AS first_row FROM messages
+               WHERE campaign_id = ?1 AND state = 'pending'
+                 AND phone_e164 IN (SELECT phone FROM held_first)
+               GROUP BY phone_e164),
+             first AS (
+               SELECT h.phone, coalesce(w.first_row, h.first_row) AS row_number
+               FROM held_first AS h LEFT JOIN written_first AS w ON w.phone = h.phone)
+             INSERT INTO messages (campaign_id, row_number, phone_raw, phone_e164, kind, body,
+               media_urls, segments, encoding, state, reason)
+             SELECT ?1, h.row_number, h.phone_raw, h.phone_e164, h.kind, h.body, h.media_urls,
+               h.segments, h.encoding,
+               CASE WHEN f.row_number = h.row_number THEN 'pending' ELSE 'duplicate' END,
+               CASE WHEN f.row_number = h.row_number THEN NULL
+                    ELSE 'duplicate of row ' || f.row_number END
+             FROM temp.import_held AS h JOIN first AS f ON f.phone = h.phone_e164
+             ORDER BY h.row_number;
+             SELECT count(*), coalesce(sum(h.kind = 'mms'), 0), coalesce(sum(h.over_length), 0)
+             FROM temp.import_held AS h JOIN messages AS m
+               ON m.campaign_id = ?1 AND m.row_number = h.row_number
+             WHERE m.state = 'duplicate';",
         )
         .bind(self.campaign_id)
-        .fetch(&mut *self.tx);
-        while let Some(row) = rows.try_next().await? {
-            let kind: String = row.try_get(0)?;
-            let body: &str = row.try_get(1)?;
-            each(kind.parse().map_err(StoreError::Corrupt)?, body);
-        }
-        Ok(())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(HeldDuplicates {
+            n: row.try_get(0)?,
+            n_mms: row.try_get(1)?,
+            n_over_length: row.try_get(2)?,
+        })
     }
 
     pub async fn insert(&mut self, rows: PreparedRows) -> Result<()> {
+        self.held |= rows.held && !rows.statements.is_empty();
         for mut statement in rows.statements {
             statement.build().execute(&mut *self.tx).await?;
         }
@@ -894,7 +953,7 @@ impl Import {
 
     /// Records the row count and the file's hash, and commits.
     pub async fn commit(mut self, n_rows: i64, csv_sha256: &str) -> Result<i64> {
-        sqlx::query("DROP TABLE temp.import_suspects")
+        sqlx::query("DROP TABLE temp.import_held")
             .execute(&mut *self.tx)
             .await?;
         sqlx::query("UPDATE campaigns SET n_rows = ?, csv_sha256 = ? WHERE id = ?")
@@ -1385,29 +1444,100 @@ fn describe_sql_error(error: &sqlx::Error) -> String {
 mod tests {
     use super::*;
 
+    fn new_campaign() -> NewCampaign {
+        NewCampaign {
+            name: "t".into(),
+            csv_path: "t.csv".into(),
+            csv_sha256: String::new(),
+            from_number: "+16505550100".into(),
+            body_template: None,
+            default_region: "US".into(),
+            phone_column: "phone".into(),
+            settings: CampaignSettings {
+                rate: 10.0,
+                concurrency: 4,
+                poll_delay: Duration::from_secs(1),
+                track_for: Duration::from_secs(60),
+                on_ambiguous: AmbiguousPolicy::Hold,
+            },
+        }
+    }
+
+    fn pending_row(row: i64, number: &str, kind: MessageKind) -> NewMessage {
+        NewMessage {
+            row_number: row,
+            phone_raw: number.into(),
+            phone_e164: Some(number.into()),
+            kind,
+            body: format!("row {row}"),
+            media_urls: (kind == MessageKind::Mms).then(|| r#"["https://x/a.png"]"#.into()),
+            segments: 1,
+            encoding: "gsm7",
+            state: MessageState::Pending,
+            reason: None,
+            over_length: false,
+        }
+    }
+
+    /// Held rows are written at the end: a duplicate names the first row of
+    /// its number (written or held), and a held row whose number nobody
+    /// texted before is sent.
+    #[tokio::test]
+    async fn held_rows_are_settled_against_earlier_rows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
+        let mut import = store.begin_import(&new_campaign(), 0).await.expect("begin");
+        let id = import.campaign_id();
+        let written = vec![
+            pending_row(1, "+14155550001", MessageKind::Sms),
+            pending_row(2, "+14155550002", MessageKind::Sms),
+        ];
+        import
+            .insert(PreparedRows::new(id, written))
+            .await
+            .expect("rows");
+        let held = vec![
+            pending_row(3, "+14155550001", MessageKind::Mms),
+            // A false "maybe": nobody texts this number before row 4.
+            pending_row(4, "+14155550009", MessageKind::Sms),
+            pending_row(5, "+14155550009", MessageKind::Sms),
+            pending_row(6, "+14155550001", MessageKind::Sms),
+        ];
+        import.insert(PreparedRows::held(held)).await.expect("held");
+        let duplicates = import.settle_held().await.expect("settle");
+        assert_eq!(
+            duplicates,
+            HeldDuplicates {
+                n: 3,
+                n_mms: 1,
+                n_over_length: 0
+            }
+        );
+        import.commit(6, "sha").await.expect("commit");
+        let rows: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT row_number, state, reason FROM messages ORDER BY row_number")
+                .fetch_all(&store.pool)
+                .await
+                .expect("rows");
+        let dup = |row: i64| Some(format!("duplicate of row {row}"));
+        assert_eq!(
+            rows,
+            vec![
+                (1, "pending".into(), None),
+                (2, "pending".into(), None),
+                (3, "duplicate".into(), dup(1)),
+                (4, "pending".into(), None),
+                (5, "duplicate".into(), dup(4)),
+                (6, "duplicate".into(), dup(1)),
+            ]
+        );
+    }
+
     async fn campaign_of(n: i64) -> (tempfile::TempDir, Store, i64) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("t.db")).await.expect("open");
         let mut import = store
-            .begin_import(
-                &NewCampaign {
-                    name: "t".into(),
-                    csv_path: "t.csv".into(),
-                    csv_sha256: String::new(),
-                    from_number: "+16505550100".into(),
-                    body_template: None,
-                    default_region: "US".into(),
-                    phone_column: "phone".into(),
-                    settings: CampaignSettings {
-                        rate: 10.0,
-                        concurrency: 4,
-                        poll_delay: Duration::from_secs(1),
-                        track_for: Duration::from_secs(60),
-                        on_ambiguous: AmbiguousPolicy::Hold,
-                    },
-                },
-                0,
-            )
+            .begin_import(&new_campaign(), 0)
             .await
             .expect("begin import");
         let campaign_id = import.campaign_id();
