@@ -146,10 +146,6 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            // 16 MiB of page cache (2 MiB by default): a big import's
-            // transaction then stays in memory instead of spilling pages to
-            // the log and reading them back.
-            .pragma("cache_size", "-16384")
             // 8 KiB pages for a new database (an existing one keeps its
             // size): fewer B-tree pages to split and write per imported row.
             .page_size(8192);
@@ -258,6 +254,12 @@ impl Store {
     /// Starts the one transaction that imports a whole campaign.
     pub async fn begin_import(&self, campaign: &NewCampaign, now: i64) -> Result<Import> {
         let bulk_load = self.begin_bulk_load().await?;
+        // 16 MiB of page cache during an import (2 MiB otherwise): a big
+        // import's transaction then stays in memory instead of spilling
+        // pages and reading them back. [`Import::commit`] gives it back.
+        sqlx::query(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))
+            .execute(&self.pool)
+            .await?;
         let mut tx = self.begin().await?;
         let campaign_id: i64 = sqlx::query(
             "INSERT INTO campaigns (name, csv_path, csv_sha256, from_number, body_template,
@@ -302,7 +304,8 @@ impl Store {
         Ok(Import {
             tx,
             campaign_id,
-            bulk_load: bulk_load.then(|| self.pool.clone()),
+            pool: self.pool.clone(),
+            bulk_load,
             held: false,
         })
     }
@@ -799,9 +802,10 @@ impl Store {
 pub struct Import {
     tx: Transaction<'static, Sqlite>,
     campaign_id: i64,
-    /// Set when the import runs under a rollback journal: the pool to put
-    /// back into WAL mode once it commits.
-    bulk_load: Option<SqlitePool>,
+    /// For the settings put back once the import commits.
+    pool: SqlitePool,
+    /// The import runs under a rollback journal (see `begin_bulk_load`).
+    bulk_load: bool,
     /// Whether any row was held back (see [`PreparedRows::held`]).
     held: bool,
 }
@@ -890,6 +894,9 @@ pub struct HeldDuplicates {
     pub n_over_length: i64,
 }
 
+/// Page cache during an import, in KiB.
+const IMPORT_CACHE_KIB: u32 = 16 * 1024;
+
 /// Rows per INSERT statement (11 bound parameters each, well under SQLite's
 /// limit of 32766).
 const INSERT_ROWS: usize = 1024;
@@ -963,11 +970,11 @@ impl Import {
             .execute(&mut *self.tx)
             .await?;
         self.tx.commit().await?;
-        if let Some(pool) = self.bulk_load {
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
+        let mut restore = String::from("PRAGMA cache_size = -2000;");
+        if self.bulk_load {
+            restore.push_str("PRAGMA journal_mode = WAL;");
         }
+        sqlx::raw_sql(&restore).execute(&self.pool).await?;
         Ok(self.campaign_id)
     }
 }
