@@ -405,9 +405,9 @@ impl<R: Read> RecipientTable<R> {
     }
 }
 
-/// Reads, validates and sends rows in batches; returns the file's SHA-256.
-/// The reader thread: rows in, prepared batches out. Returns the file's
-/// hash and the counts, before duplicates are settled.
+/// The reader thread: reads and validates the rows and sends them in
+/// prepared batches. Returns the file's SHA-256 and the counts, before
+/// duplicates are settled.
 fn read_rows(
     spec: &ImportSpec,
     tx: mpsc::Sender<ReadBatch>,

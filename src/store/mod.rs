@@ -5,7 +5,7 @@
 //! expected prior state in its `WHERE` clause and checks `rows_affected()`, so
 //! a change computed from a stale view of a message is refused, never applied.
 //! No transaction is ever held across an HTTP call: callers claim work, talk to
-//! the API, then hand the answers back in a batch ([`Store::apply`]).
+//! the API, then hand the answers back in a batch ([`Store::apply_and_claim`]).
 
 mod rows;
 
@@ -68,7 +68,7 @@ pub struct Store {
 }
 
 /// One state change (or schedule change) produced by a worker, applied in a
-/// batch by [`Store::apply`].
+/// batch by [`Store::apply_and_claim`].
 #[derive(Debug, Clone)]
 pub enum Change {
     /// The API accepted the message.
@@ -496,19 +496,6 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Claims up to `limit` pending messages: they are `sending`, durably,
-    /// when this returns.
-    pub async fn claim_pending(
-        &self,
-        campaign_id: i64,
-        limit: usize,
-        now: i64,
-    ) -> Result<Vec<ClaimedMessage>> {
-        let claims = [Claim { campaign_id, limit }];
-        let mut claimed = self.apply_and_claim(&[], &claims, now).await?;
-        Ok(claimed.pop().unwrap_or_default())
-    }
-
     /// True while some message of the campaign is waiting to be sent.
     pub async fn has_pending(&self, campaign_id: i64) -> Result<bool> {
         let found = sqlx::query(
@@ -608,11 +595,6 @@ impl Store {
     }
 
     // ---- applying answers ------------------------------------------------
-
-    /// Applies a batch of changes in one transaction (group commit).
-    pub async fn apply(&self, changes: &[Change], now: i64) -> Result<()> {
-        self.apply_and_claim(changes, &[], now).await.map(drop)
-    }
 
     /// Applies a batch of changes and makes the claims, in one transaction
     /// (group commit): the sender's next messages become `sending` in the
@@ -1605,10 +1587,22 @@ mod tests {
     #[tokio::test]
     async fn bulk_answers_write_every_row_and_name_a_conflict() {
         let (_dir, store, campaign_id) = campaign_of(3).await;
-        let claimed = store.claim_pending(campaign_id, 2, 5).await.expect("claim");
+        let claim = Claim {
+            campaign_id,
+            limit: 2,
+        };
+        let claimed = store
+            .apply_and_claim(&[], &[claim], 5)
+            .await
+            .expect("claim")
+            .pop()
+            .expect("one claim");
         let ids: Vec<i64> = claimed.iter().map(|m| m.message_id).collect();
         let changes: Vec<Change> = ids.iter().map(|&id| accepted(id)).collect();
-        store.apply(&changes, 10).await.expect("apply");
+        store
+            .apply_and_claim(&changes, &[], 10)
+            .await
+            .expect("apply");
         assert_eq!(
             store
                 .count_in_state(campaign_id, MessageState::Queued)
@@ -1631,7 +1625,7 @@ mod tests {
         // conflict that names it, and nothing of its batch is written.
         let unclaimed = 3;
         let error = store
-            .apply(&[accepted(unclaimed)], 10)
+            .apply_and_claim(&[accepted(unclaimed)], &[], 10)
             .await
             .expect_err("not sending");
         assert!(
