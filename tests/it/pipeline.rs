@@ -90,6 +90,55 @@ async fn invalid_and_duplicate_rows_are_reported_and_never_sent() {
     assert_eq!(sent, HashSet::from(["+14152000001", "+14152000002"]));
 }
 
+/// Repeats far apart (across the import's batches of 1,024 rows), chains
+/// of repeats and an MMS repeat: each names the first row of its number,
+/// the import's totals count them, and every number is texted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_across_batches_name_the_first_row_and_are_never_sent() {
+    let world = World::start(Behaviour::fast()).await;
+    let mut csv = String::from("phone,first_name,media_urls\n");
+    for row in 1..=3000 {
+        let phone = match row {
+            1500 | 2600 => "(415) 300-0003".to_string(),
+            2700 => "+1 415-300-1500".to_string(),
+            2800 => "4153000007".to_string(),
+            _ => format!("415-300-{row:04}"),
+        };
+        let media = if row == 7 || row == 2800 {
+            "https://example.com/a.png"
+        } else {
+            ""
+        };
+        csv.push_str(&format!("{phone},Name {row},{media}\n"));
+    }
+    let csv = world.write("far.csv", &csv);
+    let run = world.run(&send_args("far", path_str(&csv), &FAST)).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("3000 rows: 2997 to send (1 MMS), 0 invalid, 3 duplicate"),
+        "{}",
+        run.stderr
+    );
+    let rows = world.export("far").await;
+    let reason = |row: usize| rows[row - 1]["reason"].as_str();
+    assert_eq!(reason(1500), "duplicate of row 3");
+    assert_eq!(reason(2600), "duplicate of row 3");
+    // Row 2700 spells the number row 1500 would have had; row 1500 texts
+    // row 3's number, so nobody texted this one before.
+    assert_ne!(rows[2699]["state"], "duplicate");
+    assert_eq!(reason(2800), "duplicate of row 7");
+    let duplicates: Vec<usize> = rows
+        .iter()
+        .filter(|r| r["state"] == "duplicate")
+        .map(|r| r["row"].parse().expect("row number"))
+        .collect();
+    assert_eq!(duplicates, vec![1500, 2600, 2800]);
+    let ledger = world.ledger();
+    assert_eq!(ledger.len(), 2997);
+    assert!(sends_per_recipient(&ledger).values().all(|&n| n == 1));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn mms_ends_at_sent() {
     let world = World::start(Behaviour::fast()).await;
