@@ -1042,9 +1042,10 @@ async fn apply_in(
         push_polled(&mut script, chunk, now, &mut events);
     }
     push_events(&mut script, events.into_iter(), now);
-    let updated = match script.sql().is_empty() {
-        true => Vec::new(),
-        false => script.build().fetch_all(&mut **tx).await?,
+    let updated = if script.sql().is_empty() {
+        Vec::new()
+    } else {
+        script.build().fetch_all(&mut **tx).await?
     };
     let bulk: Vec<&Change> = accepted.into_iter().chain(polled).collect();
     check_all(&updated, &bulk)
