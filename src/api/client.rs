@@ -53,7 +53,11 @@ pub struct ApiClient {
     config: ApiConfig,
     /// Parsed once: reqwest would parse a string URL on every request.
     send_url: reqwest::Url,
-    token: Mutex<Option<CachedToken>>,
+    /// The current token: a plain mutex, held only to read or replace it,
+    /// so the many requests that read it never queue behind one another.
+    token: std::sync::Mutex<Option<CachedToken>>,
+    /// Held while a token is fetched: one request refreshes it for all.
+    refresh: Mutex<()>,
 }
 
 #[derive(Clone)]
@@ -85,7 +89,8 @@ impl ApiClient {
             http,
             config,
             send_url,
-            token: Mutex::new(None),
+            token: std::sync::Mutex::new(None),
+            refresh: Mutex::new(()),
         })
     }
 
@@ -152,7 +157,7 @@ impl ApiClient {
                         text: self.redact(error_text(&body)),
                     });
                 }
-                self.invalidate(&token).await;
+                self.invalidate(&token);
                 refreshed = true;
                 continue;
             }
@@ -212,7 +217,7 @@ impl ApiClient {
                         text: self.redact(error_text(&body)),
                     });
                 }
-                self.invalidate(&token).await;
+                self.invalidate(&token);
                 refreshed = true;
                 continue;
             }
@@ -233,24 +238,40 @@ impl ApiClient {
         }
     }
 
-    /// The cached token, refreshed when it nears expiry. The mutex makes the
-    /// refresh single-flight: other workers wait for the one request.
+    /// The cached token, refreshed when it nears expiry. The refresh is
+    /// single-flight: other workers wait for the one request.
     async fn token(&self) -> Result<CachedToken, TokenError> {
-        let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref() {
-            if Instant::now() < token.refresh_at {
-                return Ok(token.clone());
-            }
+        if let Some(token) = self.usable_token() {
+            return Ok(token);
+        }
+        let _refreshing = self.refresh.lock().await;
+        // Another worker may have refreshed it while this one waited.
+        if let Some(token) = self.usable_token() {
+            return Ok(token);
         }
         let fresh = self.fetch_token().await?;
-        *cached = Some(fresh.clone());
+        *self.cached() = Some(fresh.clone());
         Ok(fresh)
+    }
+
+    fn usable_token(&self) -> Option<CachedToken> {
+        self.cached()
+            .as_ref()
+            .filter(|token| Instant::now() < token.refresh_at)
+            .cloned()
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Option<CachedToken>> {
+        // Held only to copy or replace a value: never poisoned half-way.
+        self.token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Forgets a token the API refused, unless another worker already
     /// replaced it.
-    async fn invalidate(&self, refused: &CachedToken) {
-        let mut cached = self.token.lock().await;
+    fn invalidate(&self, refused: &CachedToken) {
+        let mut cached = self.cached();
         if cached.as_ref().is_some_and(|t| t.value == refused.value) {
             *cached = None;
         }
@@ -341,10 +362,8 @@ impl ApiClient {
         if !secret.is_empty() {
             text = text.replace(secret, "(redacted)");
         }
-        if let Ok(cached) = self.token.try_lock() {
-            if let Some(token) = cached.as_ref() {
-                text = text.replace(token.value.expose(), "(redacted)");
-            }
+        if let Some(token) = self.cached().as_ref() {
+            text = text.replace(token.value.expose(), "(redacted)");
         }
         text
     }
