@@ -230,9 +230,10 @@ struct ReadBatch {
 impl ImportReport {
     fn count(&mut self, message: &NewMessage) {
         self.n_rows += 1;
+        // Duplicates are known only once every row is seen
+        // (`count_duplicates`).
         match message.state {
             MessageState::Pending => self.n_pending += 1,
-            MessageState::Duplicate => self.n_duplicate += 1,
             MessageState::Suppressed => self.n_suppressed += 1,
             _ => self.n_invalid += 1,
         }

@@ -849,19 +849,21 @@ impl PreparedRows {
         })
     }
 
+    /// One INSERT per `INSERT_ROWS` messages, written by `statement`.
     fn build(
         messages: Vec<NewMessage>,
         held: bool,
-        mut statement: impl FnMut(
-            &mut QueryBuilder<'static, Sqlite>,
-            std::iter::Take<&mut std::iter::Peekable<std::vec::IntoIter<NewMessage>>>,
-        ),
+        mut statement: impl FnMut(&mut QueryBuilder<'static, Sqlite>, Vec<NewMessage>),
     ) -> PreparedRows {
-        let mut messages = messages.into_iter().peekable();
+        let mut messages = messages.into_iter();
         let mut statements = Vec::new();
-        while messages.peek().is_some() {
+        loop {
+            let rows: Vec<NewMessage> = messages.by_ref().take(INSERT_ROWS).collect();
+            if rows.is_empty() {
+                break;
+            }
             let mut query = QueryBuilder::<Sqlite>::new("");
-            statement(&mut query, messages.by_ref().take(INSERT_ROWS));
+            statement(&mut query, rows);
             statements.push(query);
         }
         PreparedRows { statements, held }
@@ -876,8 +878,9 @@ pub struct HeldDuplicates {
     pub n_over_length: i64,
 }
 
-/// Page cache during an import, in KiB.
+/// Page cache during an import, and otherwise (SQLite's default), in KiB.
 const IMPORT_CACHE_KIB: u32 = 16 * 1024;
+const DEFAULT_CACHE_KIB: u32 = 2000;
 
 /// Rows per INSERT statement (11 bound parameters each, well under SQLite's
 /// limit of 32766).
@@ -952,7 +955,7 @@ impl Import {
             .execute(&mut *self.tx)
             .await?;
         self.tx.commit().await?;
-        let mut restore = String::from("PRAGMA cache_size = -2000;");
+        let mut restore = format!("PRAGMA cache_size = -{DEFAULT_CACHE_KIB};");
         if self.bulk_load {
             restore.push_str("PRAGMA journal_mode = WAL;");
         }
@@ -1009,24 +1012,14 @@ async fn apply_in(
     // order of its changes matters and each is written alone.
     let mut ids = HashSet::with_capacity(changes.len());
     let distinct = changes.iter().all(|change| ids.insert(change.message_id()));
-    let (accepted, polled, others): (Vec<_>, Vec<_>, Vec<_>) = if distinct {
-        (
-            changes
-                .iter()
-                .filter(|c| matches!(c, Change::Accepted { .. }))
-                .collect(),
-            changes
-                .iter()
-                .filter(|c| matches!(c, Change::Polled { .. }))
-                .collect(),
-            changes
-                .iter()
-                .filter(|c| !matches!(c, Change::Accepted { .. } | Change::Polled { .. }))
-                .collect(),
-        )
-    } else {
-        (Vec::new(), Vec::new(), changes.iter().collect())
-    };
+    let (mut accepted, mut polled, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    for change in changes {
+        match change {
+            Change::Accepted { .. } if distinct => accepted.push(change),
+            Change::Polled { .. } if distinct => polled.push(change),
+            _ => others.push(change),
+        }
+    }
     for change in others {
         if let Some(event) = apply_one(tx, change, now).await? {
             events.push(event);
@@ -1225,7 +1218,7 @@ async fn apply_one(
 /// Rows per bulk UPDATE (at most 10 bound parameters each).
 const BULK_ROWS: usize = 500;
 
-/// Writes a batch of `Change::Accepted` in one statement.
+/// Adds to `query` one UPDATE that writes a batch of `Change::Accepted`.
 fn push_accepted(
     query: &mut QueryBuilder<'_, Sqlite>,
     changes: &[&Change],
@@ -1275,7 +1268,7 @@ fn push_accepted(
     );
 }
 
-/// Writes a batch of `Change::Polled` in one statement.
+/// Adds to `query` one UPDATE that writes a batch of `Change::Polled`.
 fn push_polled(
     query: &mut QueryBuilder<'_, Sqlite>,
     changes: &[&Change],
@@ -1368,6 +1361,7 @@ fn check_one(
     }
 }
 
+/// Adds to `query` the INSERTs that append `events`.
 fn push_events(
     query: &mut QueryBuilder<'_, Sqlite>,
     events: impl Iterator<Item = EventRow>,
@@ -1532,19 +1526,7 @@ mod tests {
             .expect("begin import");
         let campaign_id = import.campaign_id();
         let messages = (1..=n)
-            .map(|row| NewMessage {
-                row_number: row,
-                phone_raw: format!("415555{row:04}"),
-                phone_e164: Some(format!("+1415555{row:04}")),
-                kind: MessageKind::Sms,
-                body: "hi".into(),
-                media_urls: None,
-                segments: 1,
-                encoding: "gsm7",
-                state: MessageState::Pending,
-                reason: None,
-                over_length: false,
-            })
+            .map(|row| pending_row(row, &format!("+1415555{row:04}"), MessageKind::Sms))
             .collect();
         import
             .insert(PreparedRows::new(campaign_id, messages))
