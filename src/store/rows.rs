@@ -193,26 +193,39 @@ impl Campaign {
     }
 }
 
+/// A claimed message as the claim's JSON array carries it: id, row number,
+/// number, kind, body, media (a JSON array, or null), attempts.
+pub(super) type ClaimedJson = (
+    i64,
+    i64,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    i64,
+);
+
 impl ClaimedMessage {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<ClaimedMessage> {
-        let message_id: i64 = row.try_get("id")?;
-        let media: Option<String> = row.try_get("media_urls")?;
+    pub(super) fn from_json(
+        (message_id, row_number, phone, kind, body, media, attempts): ClaimedJson,
+    ) -> Result<ClaimedMessage> {
         let media_urls = match media {
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| StoreError::Corrupt(format!("media of message {message_id}: {e}")))?,
             None => Vec::new(),
         };
-        let phone: Option<String> = row.try_get("phone_e164")?;
         Ok(ClaimedMessage {
             message_id,
-            row_number: row.try_get("row_number")?,
+            row_number,
             phone_e164: phone.ok_or_else(|| {
                 StoreError::Corrupt(format!("pending message {message_id} has no phone number"))
             })?,
-            kind: parse_column(row, "kind")?,
-            body: row.try_get("body")?,
+            kind: kind
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("kind of message {message_id}: {e}")))?,
+            body,
             media_urls,
-            attempts: row.try_get("attempts")?,
+            attempts,
         })
     }
 }
