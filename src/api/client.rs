@@ -4,11 +4,14 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
 use tokio::sync::Mutex;
 
+use super::direct::{Answer, Connections, Failure};
 use super::outcome::{
     classify_poll, classify_send, error_text, parse_retry_after, FatalError, PollOutcome,
     SendOutcome, ERROR_TEXT_LIMIT,
@@ -22,6 +25,7 @@ use crate::secret::SecretString;
 const BODY_LIMIT: usize = 1 << 20;
 /// Lifetime assumed when the token answer does not give one (gap 4).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+const USER_AGENT: &str = concat!("bpsms/", env!("CARGO_PKG_VERSION"));
 
 /// RFC 3986 unreserved characters: left as they are in a path segment or a
 /// form value, everything else is percent-encoded.
@@ -50,6 +54,9 @@ pub struct ApiConfig {
 /// A client for one tenant, shared by all workers.
 pub struct ApiClient {
     http: reqwest::Client,
+    /// The send path's own connections; `None` when a proxy is configured,
+    /// which only reqwest speaks to.
+    direct: Option<Connections>,
     config: ApiConfig,
     /// Parsed once: reqwest would parse a string URL on every request.
     send_url: reqwest::Url,
@@ -79,14 +86,24 @@ enum TokenError {
 impl ApiClient {
     pub fn new(config: ApiConfig) -> anyhow::Result<ApiClient> {
         let http = reqwest::Client::builder()
-            .user_agent(concat!("bpsms/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         let send_url = reqwest::Url::parse(&format!("{}{}", config.base_url, MESSAGES_PATH))?;
+        let direct = if proxy_configured() {
+            None
+        } else {
+            Some(Connections::new(
+                &send_url,
+                USER_AGENT,
+                config.connect_timeout,
+            )?)
+        };
         Ok(ApiClient {
             http,
+            direct,
             config,
             send_url,
             token: std::sync::Mutex::new(None),
@@ -104,6 +121,14 @@ impl ApiClient {
             media.to_vec(),
             self.config.media_key,
         );
+        let json = match serde_json::to_vec(&request) {
+            Ok(json) => Bytes::from(json),
+            Err(error) => {
+                return SendOutcome::Ambiguous {
+                    detail: format!("could not encode the request: {error}"),
+                }
+            }
+        };
         let mut refreshed = false;
         loop {
             let token = match self.token().await {
@@ -117,39 +142,42 @@ impl ApiClient {
                 }
                 Err(TokenError::Fatal(fatal)) => return SendOutcome::Fatal(fatal),
             };
-            let answer = self
-                .http
-                .post(self.send_url.clone())
-                .header(AUTHORIZATION, token.header.clone())
-                .header(ACCEPT, "application/json")
-                .json(&request)
-                .send()
-                .await;
-            let response = match answer {
-                Ok(response) => response,
-                Err(error) if error.is_connect() => {
+            let answer = match &self.direct {
+                Some(connections) => {
+                    let posting = connections.post_json(&token.header, json.clone());
+                    match tokio::time::timeout(self.config.request_timeout, posting).await {
+                        Ok(answer) => answer,
+                        Err(_) => Err(Failure::Broken("timed out".into())),
+                    }
+                }
+                None => self.post_through_reqwest(&token.header, json.clone()).await,
+            };
+            let Answer {
+                status,
+                retry_after,
+                body,
+            } = match answer {
+                Ok(answer) => answer,
+                Err(Failure::Connect(detail)) => {
                     return SendOutcome::NotAccepted {
-                        detail: format!("could not connect: {}", describe(&error)),
+                        detail: format!("could not connect: {detail}"),
                         rate_limited: false,
                         retry_after: None,
                     }
                 }
-                Err(error) => {
-                    return SendOutcome::Ambiguous {
-                        detail: describe(&error),
-                    }
+                Err(Failure::Broken(detail)) => {
+                    return redact_send(SendOutcome::Ambiguous { detail }, self)
+                }
+                Err(Failure::BodyBroken { status, detail }) => {
+                    return redact_send(
+                        SendOutcome::Ambiguous {
+                            detail: format!("HTTP {}, then {detail}", status.as_u16()),
+                        },
+                        self,
+                    )
                 }
             };
-            let status = response.status();
-            let retry_after = retry_after(response.headers());
-            let body = match read_body(response).await {
-                Ok(body) => body,
-                Err(error) => {
-                    return SendOutcome::Ambiguous {
-                        detail: format!("HTTP {}, then {}", status.as_u16(), describe(&error)),
-                    }
-                }
-            };
+            let retry_after = retry_after.as_ref().and_then(parse_retry_after_header);
             if status == StatusCode::UNAUTHORIZED {
                 // A 401 certainly did not send anything: refresh once and retry.
                 if refreshed {
@@ -163,6 +191,40 @@ impl ApiClient {
             }
             return redact_send(classify_send(status, retry_after, &body), self);
         }
+    }
+
+    /// The send POST through reqwest, which honours the proxy settings.
+    async fn post_through_reqwest(
+        &self,
+        authorization: &HeaderValue,
+        json: Bytes,
+    ) -> Result<Answer, Failure> {
+        let response = self
+            .http
+            .post(self.send_url.clone())
+            .header(AUTHORIZATION, authorization.clone())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/json")
+            .body(json)
+            .send()
+            .await
+            .map_err(|error| match error.is_connect() {
+                true => Failure::Connect(describe(&error)),
+                false => Failure::Broken(describe(&error)),
+            })?;
+        let status = response.status();
+        let retry_after = response.headers().get(RETRY_AFTER).cloned();
+        let body = read_body(response)
+            .await
+            .map_err(|error| Failure::BodyBroken {
+                status,
+                detail: describe(&error),
+            })?;
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
     }
 
     /// Calls Get Message for a sid.
@@ -383,18 +445,35 @@ fn redact_send(outcome: SendOutcome, client: &ApiClient) -> SendOutcome {
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    parse_retry_after(value, SystemTime::now())
+    parse_retry_after_header(headers.get(RETRY_AFTER)?)
+}
+
+fn parse_retry_after_header(value: &HeaderValue) -> Option<Duration> {
+    parse_retry_after(value.to_str().ok()?, SystemTime::now())
+}
+
+/// True when the environment names a proxy, which reqwest would use.
+fn proxy_configured() -> bool {
+    ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
+        .iter()
+        .flat_map(|name| [name.to_string(), name.to_lowercase()])
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+}
+
+/// How much of a body is kept: [`BODY_LIMIT`] bytes of a success and
+/// [`ERROR_TEXT_LIMIT`] bytes of anything else.
+pub(super) fn body_limit(status: StatusCode) -> usize {
+    if status.is_success() {
+        BODY_LIMIT
+    } else {
+        ERROR_TEXT_LIMIT
+    }
 }
 
 /// Reads a body, keeping at most [`BODY_LIMIT`] bytes of a success and
 /// [`ERROR_TEXT_LIMIT`] bytes of anything else.
 async fn read_body(mut response: Response) -> Result<Vec<u8>, reqwest::Error> {
-    let limit = if response.status().is_success() {
-        BODY_LIMIT
-    } else {
-        ERROR_TEXT_LIMIT
-    };
+    let limit = body_limit(response.status());
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         let room = limit.saturating_sub(body.len());

@@ -2,6 +2,7 @@
 //! Message, and the classification of every answer (spec §11).
 
 pub mod client;
+mod direct;
 pub mod outcome;
 pub mod wire;
 

@@ -419,3 +419,29 @@ async fn export_json_and_status_agree_with_the_csv_export() {
     let missing = world.run(&["export", "--campaign", "nope"]).await;
     missing.assert_code(2);
 }
+
+/// With a proxy in the environment, every call goes through it, sends
+/// included (they otherwise take their own connections): here the tenant
+/// address leads nowhere and only the proxy, the simulator, answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_proxy_carries_every_call() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(20));
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let tenant = format!("http://{}", nowhere.local_addr().expect("address"));
+    drop(nowhere);
+    let mut command = world.command(&send_args("proxied", path_str(&csv), &FAST));
+    command
+        .env("BPSMS_BASE_URL", &tenant)
+        .env("BPSMS_TENANT", "acme.example")
+        .env("HTTP_PROXY", world.sim.base_url());
+    let run = world.run_command(command).await;
+    run.assert_code(0);
+    let ledger = world.ledger();
+    assert_eq!(ledger.len(), 20, "{}", run.stderr);
+    assert!(sends_per_recipient(&ledger).values().all(|&n| n == 1));
+    let rows = world.export("proxied").await;
+    assert!(rows
+        .iter()
+        .all(|row| matches!(row["state"].as_str(), "delivered" | "failed")));
+}
