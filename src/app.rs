@@ -232,14 +232,14 @@ async fn create_campaign(
         .map_err(import_failure)
 }
 
-/// A file the operator must fix is a usage error; a database that fails is
-/// a runtime one.
+/// A file the operator must fix is a usage error; a database or a machine
+/// that fails is a runtime one.
 fn import_failure(error: ImportError) -> Failure {
     match error {
         ImportError::Store(StoreError::CampaignExists(name)) => {
             Failure::usage(ImportError::CampaignExists(name))
         }
-        ImportError::Store(_) => Failure::runtime(error),
+        ImportError::Store(_) | ImportError::NoMemory(_) => Failure::runtime(error),
         _ => Failure::usage(error),
     }
 }

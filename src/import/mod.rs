@@ -94,6 +94,8 @@ pub enum ImportError {
     },
     #[error("{path}: {detail}")]
     Csv { path: PathBuf, detail: String },
+    #[error("cannot set aside the 16 MiB that finding duplicate numbers needs; free some memory and retry")]
+    NoMemory(#[source] io::Error),
     #[error("{path}: the file is empty; the first line must be a header naming the columns (e.g. phone,first_name)")]
     Empty { path: PathBuf },
     #[error("{path}: the file has a header but no data rows; add one row per recipient under the header")]
@@ -428,7 +430,7 @@ fn read_rows(
     let Ok(campaign_id) = campaign_rx.blocking_recv() else {
         return Ok((String::new(), report));
     };
-    let mut seen = SeenNumbers::default();
+    let mut seen = SeenNumbers::new().map_err(ImportError::NoMemory)?;
     while let Some(batch) = table.next_batch()? {
         for message in &batch {
             report.count(message);

@@ -10,19 +10,20 @@
 const BITS_LOG2: u32 = 27;
 const HASHES: u64 = 5;
 
+/// The bits live in an anonymous mapping of their own, not on the heap: it
+/// goes back to the system the moment the reader is done, where a freed
+/// heap block may stay resident for a while, into the import's last pass.
 pub struct SeenNumbers {
-    bits: Vec<u64>,
-}
-
-impl Default for SeenNumbers {
-    fn default() -> Self {
-        SeenNumbers {
-            bits: vec![0; 1 << (BITS_LOG2 - 6)],
-        }
-    }
+    bits: memmap2::MmapMut,
 }
 
 impl SeenNumbers {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(SeenNumbers {
+            bits: memmap2::MmapMut::map_anon(1 << (BITS_LOG2 - 3))?,
+        })
+    }
+
     /// Records `number`; true when it may have been recorded before.
     pub fn insert(&mut self, number: &str) -> bool {
         // Double hashing: HASHES positions from two independent hashes.
@@ -32,9 +33,9 @@ impl SeenNumbers {
         let mut seen = true;
         for i in 0..HASHES {
             let bit = h1.wrapping_add(i.wrapping_mul(h2)) & mask;
-            let (word, offset) = ((bit >> 6) as usize, bit & 63);
-            seen &= self.bits[word] & (1 << offset) != 0;
-            self.bits[word] |= 1 << offset;
+            let (byte, offset) = ((bit >> 3) as usize, bit & 7);
+            seen &= self.bits[byte] & (1 << offset) != 0;
+            self.bits[byte] |= 1 << offset;
         }
         seen
     }
@@ -59,7 +60,7 @@ mod tests {
 
     #[test]
     fn never_forgets_and_rarely_imagines() {
-        let mut seen = SeenNumbers::default();
+        let mut seen = SeenNumbers::new().expect("map");
         let numbers: Vec<String> = (0..200_000).map(|i| format!("+1415{i:07}")).collect();
         let first_maybes = numbers.iter().filter(|n| seen.insert(n)).count();
         assert!(
