@@ -364,11 +364,10 @@ async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, permit: OwnedSem
         )
         .await;
     drop(permit);
-    let now = now_ms();
-    let change = decide(ctx, &message, outcome.clone(), now);
+    shared.after_answer(&outcome);
+    let change = decide(ctx, &message, outcome, now_ms());
     ctx.counters.record_send(&change);
     ctx.recorder.record(change);
-    shared.after_answer(&outcome);
 }
 
 /// The change an answer makes to a message (pure, so it is tested alone).
@@ -546,7 +545,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::wire::MessageResource;
+    use crate::api::wire::MessageAnswer;
     use crate::domain::state::MessageKind;
 
     fn message(kind: MessageKind) -> ClaimedMessage {
@@ -598,7 +597,7 @@ mod tests {
     fn accepted(status: &str) -> SendOutcome {
         SendOutcome::Accepted {
             sid: "abc".into(),
-            message: Box::new(MessageResource {
+            message: Box::new(MessageAnswer {
                 status: Some(status.into()),
                 ..Default::default()
             }),

@@ -263,7 +263,7 @@ pub fn next_poll(now: i64, polls_done: i64, poll_delay: Duration, track_until: i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::wire::MessageResource;
+    use crate::api::wire::MessageAnswer;
     use crate::domain::state::{MessageKind, MessageState};
 
     fn due(state: MessageState, kind: MessageKind, polls: i64) -> DueMessage {
@@ -278,7 +278,7 @@ mod tests {
     }
 
     fn status(s: &str) -> PollOutcome {
-        PollOutcome::Status(Box::new(MessageResource {
+        PollOutcome::Status(Box::new(MessageAnswer {
             status: Some(s.into()),
             ..Default::default()
         }))

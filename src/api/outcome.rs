@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 
-use super::wire::MessageResource;
+use super::wire::MessageAnswer;
 
 /// The longest body text kept from an error answer.
 pub const ERROR_TEXT_LIMIT: usize = 4096;
@@ -23,7 +23,7 @@ pub enum SendOutcome {
     /// Accepted: the message has a sid and must be tracked.
     Accepted {
         sid: String,
-        message: Box<MessageResource>,
+        message: Box<MessageAnswer>,
     },
     /// The API said the request is wrong: final, never retried.
     Rejected { code: Option<String>, text: String },
@@ -44,7 +44,7 @@ pub enum SendOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PollOutcome {
     /// The API reported a status.
-    Status(Box<MessageResource>),
+    Status(Box<MessageAnswer>),
     /// 404: not visible yet, or no longer.
     NotFound,
     /// Nothing learnt; ask again later.
@@ -95,7 +95,7 @@ pub fn classify_send(
     body: &[u8],
 ) -> SendOutcome {
     if status.is_success() {
-        return match serde_json::from_slice::<MessageResource>(body) {
+        return match serde_json::from_slice::<MessageAnswer>(body) {
             Ok(message) => match usable_sid(message.sid.as_deref()) {
                 Some(sid) => SendOutcome::Accepted {
                     sid,
@@ -150,7 +150,7 @@ pub fn classify_poll(
     body: &[u8],
 ) -> PollOutcome {
     if status.is_success() {
-        return match serde_json::from_slice::<MessageResource>(body) {
+        return match serde_json::from_slice::<MessageAnswer>(body) {
             Ok(message)
                 if message
                     .status

@@ -170,6 +170,21 @@ pub struct MessageResource {
     pub uri: Option<String>,
 }
 
+/// What bpsms reads of a message object (spec §6): its id, status and
+/// error. The other fields are skipped unread, whatever their shape, which
+/// spares a dozen strings per answer on the send path.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct MessageAnswer {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub sid: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub status: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub error_code: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub error_message: Option<String>,
+}
+
 /// Reads a string, a number or a boolean as a string; `null` as `None`.
 /// Objects and arrays also become `None`: a field of an unexpected shape must
 /// not make the whole answer unreadable.
