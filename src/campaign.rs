@@ -160,7 +160,18 @@ pub async fn run(
             stop.cancel()
         })
     };
-    let (sent, tracked) = tokio::join!(sending, tracking);
+    // On the runtime's workers, not on the thread that waits for the run:
+    // there every wake-up of the send loop (an answer freeing a slot) and
+    // every request it hands over would cross threads.
+    let loops = tokio::spawn(async move { tokio::join!(sending, tracking) }).await;
+    let (sent, tracked) = match loops {
+        Ok(results) => results,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels it, after the run ended.
+            Err(_) => return Ok(RunEnd::Interrupted),
+        },
+    };
     forward_lease_loss.abort();
     drawing.cancel();
     let _ = drawer.await;

@@ -348,7 +348,7 @@ impl Sender {
 
 /// A claim on its way through the recorder.
 type ClaimFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Vec<ClaimedMessage>, StoreError>> + Send>,
+    Box<dyn std::future::Future<Output = Result<Vec<ClaimedMessage>, StoreError>> + Send + Sync>,
 >;
 
 /// Sends one message and records what the answer means.
