@@ -50,6 +50,7 @@ pub enum Failure {
 
 /// Where the connections go, and how.
 pub struct Connections {
+    /// A name to resolve, or an address (IPv6 without brackets).
     host: String,
     port: u16,
     /// The `Host` header value (host, and port when not the default).
@@ -91,10 +92,16 @@ impl Connections {
         user_agent: &str,
         connect_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let host = url
+        // As the `Host` header and URLs write it (an IPv6 address in
+        // brackets), and as a name to resolve or an address to connect to.
+        let written = url
             .host_str()
             .ok_or_else(|| anyhow::anyhow!("the API URL {url} has no host"))?
             .to_string();
+        let host = match url.host() {
+            Some(url::Host::Ipv6(address)) => address.to_string(),
+            _ => written.clone(),
+        };
         let port = url
             .port_or_known_default()
             .ok_or_else(|| anyhow::anyhow!("the API URL {url} has no port"))?;
@@ -104,8 +111,8 @@ impl Connections {
             other => anyhow::bail!("the API URL {url} has scheme {other}; use https"),
         };
         let authority = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.clone(),
+            Some(port) => format!("{written}:{port}"),
+            None => written,
         };
         Ok(Connections {
             port,
@@ -541,6 +548,23 @@ mod tests {
                 Failure::BodyBroken { detail, .. } => detail,
             })
         );
+    }
+
+    #[test]
+    fn an_ipv6_address_is_connected_to_bare_and_named_in_brackets() {
+        let url = url::Url::parse("https://[::1]:8443/clientweb/smsapi/v1/Messages").expect("url");
+        let connections =
+            Connections::new(&url, "bpsms/test", Duration::from_secs(5)).expect("new");
+        assert_eq!(connections.host, "::1");
+        assert_eq!(connections.port, 8443);
+        assert_eq!(connections.authority, "[::1]:8443");
+        assert_eq!(connections.path, "/clientweb/smsapi/v1/Messages");
+        let url = url::Url::parse("https://acme.brightpattern.com/x").expect("url");
+        let connections =
+            Connections::new(&url, "bpsms/test", Duration::from_secs(5)).expect("new");
+        assert_eq!(connections.host, "acme.brightpattern.com");
+        assert_eq!(connections.port, 443);
+        assert_eq!(connections.authority, "acme.brightpattern.com");
     }
 
     #[tokio::test]
