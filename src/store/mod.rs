@@ -1607,6 +1607,87 @@ mod tests {
         assert_eq!(journal_mode(&store).await, "wal");
     }
 
+    /// The claim carries its messages back as one JSON array: text that
+    /// JSON must escape (quotes, backslashes, line breaks, non-ASCII) and
+    /// media links arrive as they were stored, in row order.
+    #[tokio::test]
+    async fn claimed_messages_arrive_exactly_as_stored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
+        let mut import = store.begin_import(&new_campaign(), 0).await.expect("begin");
+        let campaign_id = import.campaign_id();
+        let bodies = [
+            "say \"hi\" \\ C:\\path\n\tnext line",
+            "Grüße 😀 — ½ ; DROP TABLE messages; --",
+            "",
+        ];
+        let mut messages: Vec<NewMessage> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| NewMessage {
+                body: (*body).into(),
+                ..pending_row(i as i64 + 1, &format!("+1415555000{i}"), MessageKind::Sms)
+            })
+            .collect();
+        messages[2].kind = MessageKind::Mms;
+        messages[2].media_urls =
+            Some(r#"["https://x/a.png?x=1&y=\"2\"","https://x/b.jpg"]"#.into());
+        import
+            .insert(PreparedRows::new(campaign_id, messages))
+            .await
+            .expect("insert");
+        import.commit(3, "sha").await.expect("commit");
+        let claim = Claim {
+            campaign_id,
+            limit: 10,
+        };
+        let claimed = store
+            .apply_and_claim(&[], &[claim], 5)
+            .await
+            .expect("claim")
+            .pop()
+            .expect("one claim");
+        let seen: Vec<(i64, &str, &str, MessageKind, Vec<String>, i64)> = claimed
+            .iter()
+            .map(|m| {
+                (
+                    m.row_number,
+                    m.phone_e164.as_str(),
+                    m.body.as_str(),
+                    m.kind,
+                    m.media_urls.clone(),
+                    m.attempts,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1, "+14155550000", bodies[0], MessageKind::Sms, vec![], 1),
+                (2, "+14155550001", bodies[1], MessageKind::Sms, vec![], 1),
+                (
+                    3,
+                    "+14155550002",
+                    bodies[2],
+                    MessageKind::Mms,
+                    vec![
+                        "https://x/a.png?x=1&y=\"2\"".to_string(),
+                        "https://x/b.jpg".to_string()
+                    ],
+                    1
+                ),
+            ]
+        );
+        // A second claim finds nothing left, and says so with an empty list.
+        let again = store
+            .apply_and_claim(&[], &[claim], 6)
+            .await
+            .expect("claim again")
+            .pop()
+            .expect("one claim");
+        assert!(again.is_empty());
+    }
+
     #[tokio::test]
     async fn bulk_answers_write_every_row_and_name_a_conflict() {
         let (_dir, store, campaign_id) = campaign_of(3).await;
