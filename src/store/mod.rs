@@ -1647,34 +1647,24 @@ mod tests {
             .expect("claim")
             .pop()
             .expect("one claim");
-        let seen: Vec<(i64, &str, &str, MessageKind, Vec<String>, i64)> = claimed
-            .iter()
-            .map(|m| {
-                (
-                    m.row_number,
-                    m.phone_e164.as_str(),
-                    m.body.as_str(),
-                    m.kind,
-                    m.media_urls.clone(),
-                    m.attempts,
-                )
-            })
-            .collect();
+        let expected = |row: i64, kind, media_urls: Vec<&str>| ClaimedMessage {
+            message_id: row,
+            row_number: row,
+            phone_e164: format!("+1415555000{}", row - 1),
+            kind,
+            body: bodies[row as usize - 1].to_string(),
+            media_urls: media_urls.into_iter().map(String::from).collect(),
+            attempts: 1,
+        };
         assert_eq!(
-            seen,
+            claimed,
             vec![
-                (1, "+14155550000", bodies[0], MessageKind::Sms, vec![], 1),
-                (2, "+14155550001", bodies[1], MessageKind::Sms, vec![], 1),
-                (
+                expected(1, MessageKind::Sms, vec![]),
+                expected(2, MessageKind::Sms, vec![]),
+                expected(
                     3,
-                    "+14155550002",
-                    bodies[2],
                     MessageKind::Mms,
-                    vec![
-                        "https://x/a.png?x=1&y=\"2\"".to_string(),
-                        "https://x/b.jpg".to_string()
-                    ],
-                    1
+                    vec!["https://x/a.png?x=1&y=\"2\"", "https://x/b.jpg"]
                 ),
             ]
         );

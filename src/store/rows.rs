@@ -94,7 +94,7 @@ impl Runner {
 }
 
 /// A message claimed for sending (now in state `sending`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedMessage {
     pub message_id: i64,
     pub row_number: i64,
