@@ -348,14 +348,7 @@ fn describe(error: &hyper::Error) -> String {
     } else {
         "request failed"
     };
-    let mut text = format!("{kind}: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    super::with_causes(format!("{kind}: {error}"), error)
 }
 
 #[cfg(test)]
@@ -433,6 +426,10 @@ mod tests {
         Some(())
     }
 
+    fn connections_to(url: &url::Url) -> Connections {
+        Connections::new(url, "bpsms/test", Duration::from_secs(5)).expect("new")
+    }
+
     fn token() -> HeaderValue {
         HeaderValue::from_static("Bearer t")
     }
@@ -443,8 +440,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_reused_for_the_next_request() {
         let (url, seen) = serve(OK, usize::MAX).await;
-        let connections =
-            Connections::new(&url, "bpsms/test", Duration::from_secs(5)).expect("new");
+        let connections = connections_to(&url);
         for _ in 0..3 {
             let answer = connections
                 .post_json(&token(), Bytes::from_static(b"{}"))
@@ -467,8 +463,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_the_server_closed_is_replaced_before_the_request_leaves() {
         let (url, seen) = serve(OK, 1).await;
-        let connections =
-            Connections::new(&url, "bpsms/test", Duration::from_secs(5)).expect("new");
+        let connections = connections_to(&url);
         for round in 1..=3 {
             let answer = connections
                 .post_json(&token(), Bytes::from_static(b"{}"))
@@ -505,8 +500,7 @@ mod tests {
             .into_boxed_slice(),
         );
         let (url, seen) = serve(answer, usize::MAX).await;
-        let connections =
-            Connections::new(&url, "bpsms/test", Duration::from_secs(5)).expect("new");
+        let connections = connections_to(&url);
         for _ in 0..2 {
             let Ok(answer) = connections
                 .post_json(&token(), Bytes::from_static(b"{}"))
@@ -535,8 +529,7 @@ mod tests {
                 let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
             }
         });
-        let connections =
-            Connections::new(&url, "bpsms/test", Duration::from_secs(5)).expect("new");
+        let connections = connections_to(&url);
         let answer = connections
             .post_json(&token(), Bytes::from_static(b"{}"))
             .await;
@@ -553,15 +546,13 @@ mod tests {
     #[test]
     fn an_ipv6_address_is_connected_to_bare_and_named_in_brackets() {
         let url = url::Url::parse("https://[::1]:8443/clientweb/smsapi/v1/Messages").expect("url");
-        let connections =
-            Connections::new(&url, "bpsms/test", Duration::from_secs(5)).expect("new");
+        let connections = connections_to(&url);
         assert_eq!(connections.host, "::1");
         assert_eq!(connections.port, 8443);
         assert_eq!(connections.authority, "[::1]:8443");
         assert_eq!(connections.path, "/clientweb/smsapi/v1/Messages");
         let url = url::Url::parse("https://acme.brightpattern.com/x").expect("url");
-        let connections =
-            Connections::new(&url, "bpsms/test", Duration::from_secs(5)).expect("new");
+        let connections = connections_to(&url);
         assert_eq!(connections.host, "acme.brightpattern.com");
         assert_eq!(connections.port, 443);
         assert_eq!(connections.authority, "acme.brightpattern.com");
@@ -576,8 +567,7 @@ mod tests {
         ))
         .expect("url");
         drop(listener);
-        let connections =
-            Connections::new(&url, "bpsms/test", Duration::from_secs(5)).expect("new");
+        let connections = connections_to(&url);
         let answer = connections
             .post_json(&token(), Bytes::from_static(b"{}"))
             .await;

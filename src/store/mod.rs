@@ -1576,6 +1576,15 @@ mod tests {
         (dir, store, campaign_id)
     }
 
+    async fn claim_batch(store: &Store, claim: Claim, now: i64) -> Vec<ClaimedMessage> {
+        store
+            .apply_and_claim(&[], &[claim], now)
+            .await
+            .expect("claim")
+            .pop()
+            .expect("one claim")
+    }
+
     fn accepted(message_id: i64) -> Change {
         Change::Accepted {
             message_id,
@@ -1641,12 +1650,7 @@ mod tests {
             campaign_id,
             limit: 10,
         };
-        let claimed = store
-            .apply_and_claim(&[], &[claim], 5)
-            .await
-            .expect("claim")
-            .pop()
-            .expect("one claim");
+        let claimed = claim_batch(&store, claim, 5).await;
         let expected = |row: i64, kind, media_urls: Vec<&str>| ClaimedMessage {
             message_id: row,
             row_number: row,
@@ -1669,13 +1673,7 @@ mod tests {
             ]
         );
         // A second claim finds nothing left, and says so with an empty list.
-        let again = store
-            .apply_and_claim(&[], &[claim], 6)
-            .await
-            .expect("claim again")
-            .pop()
-            .expect("one claim");
-        assert!(again.is_empty());
+        assert!(claim_batch(&store, claim, 6).await.is_empty());
     }
 
     #[tokio::test]
@@ -1685,12 +1683,7 @@ mod tests {
             campaign_id,
             limit: 2,
         };
-        let claimed = store
-            .apply_and_claim(&[], &[claim], 5)
-            .await
-            .expect("claim")
-            .pop()
-            .expect("one claim");
+        let claimed = claim_batch(&store, claim, 5).await;
         let ids: Vec<i64> = claimed.iter().map(|m| m.message_id).collect();
         let changes: Vec<Change> = ids.iter().map(|&id| accepted(id)).collect();
         store
