@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
@@ -208,9 +207,12 @@ impl ApiClient {
             .body(json)
             .send()
             .await
-            .map_err(|error| match error.is_connect() {
-                true => Failure::Connect(describe(&error)),
-                false => Failure::Broken(describe(&error)),
+            .map_err(|error| {
+                if error.is_connect() {
+                    Failure::Connect(describe(&error))
+                } else {
+                    Failure::Broken(describe(&error))
+                }
             })?;
         let status = response.status();
         let retry_after = response.headers().get(RETRY_AFTER).cloned();

@@ -1081,8 +1081,18 @@ async fn apply_in(
     }
     // One row per bulk UPDATE: how many rows it changed.
     let counts = script.build().fetch_all(&mut **tx).await?;
-    let bulk = accepted.chunks(BULK_ROWS).chain(polled.chunks(BULK_ROWS));
-    for (chunk, count) in bulk.zip(&counts) {
+    let bulk: Vec<&[&Change]> = accepted
+        .chunks(BULK_ROWS)
+        .chain(polled.chunks(BULK_ROWS))
+        .collect();
+    if counts.len() != bulk.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} bulk updates reported {} counts",
+            bulk.len(),
+            counts.len()
+        )));
+    }
+    for (chunk, count) in bulk.into_iter().zip(&counts) {
         let changed: i64 = count.try_get(0)?;
         if usize::try_from(changed).ok() != Some(chunk.len()) {
             return Ok(Some(ShortUpdate {
