@@ -12,16 +12,14 @@ use tokio::sync::Mutex;
 
 use super::direct::{Answer, Connections, Failure};
 use super::outcome::{
-    classify_poll, classify_send, error_text, parse_retry_after, FatalError, PollOutcome,
-    SendOutcome, ERROR_TEXT_LIMIT,
+    body_limit, classify_poll, classify_send, error_text, parse_retry_after, FatalError,
+    PollOutcome, SendOutcome,
 };
 use super::wire::{
     MediaKey, SendMessageRequest, TokenRequest, TokenResponse, MESSAGES_PATH, TOKEN_PATH,
 };
 use crate::secret::SecretString;
 
-/// The largest success body read (a message object is well under 4 KiB).
-const BODY_LIMIT: usize = 1 << 20;
 /// Lifetime assumed when the token answer does not give one (gap 4).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 const USER_AGENT: &str = concat!("bpsms/", env!("CARGO_PKG_VERSION"));
@@ -462,18 +460,7 @@ fn proxy_configured() -> bool {
         .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
 }
 
-/// How much of a body is kept: [`BODY_LIMIT`] bytes of a success and
-/// [`ERROR_TEXT_LIMIT`] bytes of anything else.
-pub(super) fn body_limit(status: StatusCode) -> usize {
-    if status.is_success() {
-        BODY_LIMIT
-    } else {
-        ERROR_TEXT_LIMIT
-    }
-}
-
-/// Reads a body, keeping at most [`BODY_LIMIT`] bytes of a success and
-/// [`ERROR_TEXT_LIMIT`] bytes of anything else.
+/// Reads a body, keeping at most [`body_limit`] bytes of it.
 async fn read_body(mut response: Response) -> Result<Vec<u8>, reqwest::Error> {
     let limit = body_limit(response.status());
     let mut body = Vec::new();

@@ -27,6 +27,8 @@ use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::outcome::body_limit;
+
 /// A connection idle for longer is closed rather than reused: servers drop
 /// idle connections after a while, and a stale one costs a failed write.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
@@ -166,7 +168,7 @@ impl Connections {
             };
             let status = response.status();
             let retry_after = response.headers().get(RETRY_AFTER).cloned();
-            let limit = super::client::body_limit(status);
+            let limit = body_limit(status);
             let mut incoming = response.into_body();
             let mut body = Vec::new();
             // Whether the body was read to its end, leaving the connection
@@ -368,15 +370,21 @@ mod tests {
         closed: AtomicUsize,
     }
 
-    /// An HTTP/1.1 server that answers every request with `answer` and
-    /// closes each connection after `per_connection` requests.
-    async fn serve(answer: &'static [u8], per_connection: usize) -> (url::Url, Arc<Seen>) {
+    /// A listener on a free loopback port, and a URL with `scheme` to it.
+    async fn listen(scheme: &str) -> (TcpListener, url::Url) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = url::Url::parse(&format!(
-            "http://{}/clientweb/smsapi/v1/Messages",
+            "{scheme}://{}/clientweb/smsapi/v1/Messages",
             listener.local_addr().expect("address")
         ))
         .expect("url");
+        (listener, url)
+    }
+
+    /// An HTTP/1.1 server that answers every request with `answer` and
+    /// closes each connection after `per_connection` requests.
+    async fn serve(answer: &'static [u8], per_connection: usize) -> (url::Url, Arc<Seen>) {
+        let (listener, url) = listen("http").await;
         let seen = Arc::new(Seen::default());
         let counts = seen.clone();
         tokio::spawn(async move {
@@ -430,8 +438,11 @@ mod tests {
         Connections::new(url, "bpsms/test", Duration::from_secs(5)).expect("new")
     }
 
-    fn token() -> HeaderValue {
-        HeaderValue::from_static("Bearer t")
+    async fn post(connections: &Connections) -> Result<Answer, Failure> {
+        let token = HeaderValue::from_static("Bearer t");
+        connections
+            .post_json(&token, Bytes::from_static(b"{}"))
+            .await
     }
 
     const OK: &[u8] =
@@ -442,9 +453,7 @@ mod tests {
         let (url, seen) = serve(OK, usize::MAX).await;
         let connections = connections_to(&url);
         for _ in 0..3 {
-            let answer = connections
-                .post_json(&token(), Bytes::from_static(b"{}"))
-                .await;
+            let answer = post(&connections).await;
             assert!(matches!(
                 answer,
                 Ok(Answer {
@@ -465,9 +474,7 @@ mod tests {
         let (url, seen) = serve(OK, 1).await;
         let connections = connections_to(&url);
         for round in 1..=3 {
-            let answer = connections
-                .post_json(&token(), Bytes::from_static(b"{}"))
-                .await;
+            let answer = post(&connections).await;
             assert!(
                 matches!(
                     answer,
@@ -502,10 +509,7 @@ mod tests {
         let (url, seen) = serve(answer, usize::MAX).await;
         let connections = connections_to(&url);
         for _ in 0..2 {
-            let Ok(answer) = connections
-                .post_json(&token(), Bytes::from_static(b"{}"))
-                .await
-            else {
+            let Ok(answer) = post(&connections).await else {
                 panic!("no answer");
             };
             assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -518,21 +522,14 @@ mod tests {
     /// fails, which says the request never left.
     #[tokio::test]
     async fn https_fails_to_connect_to_a_server_without_tls() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = url::Url::parse(&format!(
-            "https://{}/x",
-            listener.local_addr().expect("address")
-        ))
-        .expect("url");
+        let (listener, url) = listen("https").await;
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
             }
         });
         let connections = connections_to(&url);
-        let answer = connections
-            .post_json(&token(), Bytes::from_static(b"{}"))
-            .await;
+        let answer = post(&connections).await;
         assert!(
             matches!(answer, Err(Failure::Connect(ref detail)) if detail.contains("TLS")),
             "{:?}",
@@ -560,17 +557,10 @@ mod tests {
 
     #[tokio::test]
     async fn nobody_listening_is_a_failure_to_connect() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = url::Url::parse(&format!(
-            "http://{}/x",
-            listener.local_addr().expect("address")
-        ))
-        .expect("url");
+        let (listener, url) = listen("http").await;
         drop(listener);
         let connections = connections_to(&url);
-        let answer = connections
-            .post_json(&token(), Bytes::from_static(b"{}"))
-            .await;
+        let answer = post(&connections).await;
         assert!(matches!(answer, Err(Failure::Connect(_))));
     }
 }

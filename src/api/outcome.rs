@@ -10,6 +10,18 @@ use super::wire::MessageAnswer;
 
 /// The longest body text kept from an error answer.
 pub const ERROR_TEXT_LIMIT: usize = 4096;
+/// The largest success body read (a message object is well under 4 KiB).
+const BODY_LIMIT: usize = 1 << 20;
+
+/// How much of an answer's body is kept: [`BODY_LIMIT`] bytes of a success
+/// and [`ERROR_TEXT_LIMIT`] bytes of anything else.
+pub fn body_limit(status: StatusCode) -> usize {
+    if status.is_success() {
+        BODY_LIMIT
+    } else {
+        ERROR_TEXT_LIMIT
+    }
+}
 /// The longest error text stored or shown.
 const ERROR_TEXT_CHARS: usize = 300;
 /// Longest sid accepted (spec §11 gap 7).

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::query_builder::Separated;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -625,6 +626,7 @@ impl Store {
     /// The first message of a short bulk UPDATE that is not in the state
     /// its change expected (read after the rollback, so as it was).
     async fn name_conflict(&self, short: ShortUpdate) -> StoreError {
+        let named = short.expected.len();
         for (message_id, expected) in short.expected {
             let state = sqlx::query_scalar::<_, String>("SELECT state FROM messages WHERE id = ?")
                 .bind(message_id)
@@ -642,8 +644,8 @@ impl Store {
             }
         }
         StoreError::Corrupt(format!(
-            "a bulk update changed {} rows for {} messages",
-            short.changed, short.named
+            "a bulk update changed {} rows for {named} messages",
+            short.changed
         ))
     }
 
@@ -833,21 +835,14 @@ impl PreparedRows {
     pub fn new(campaign_id: i64, messages: Vec<NewMessage>) -> PreparedRows {
         Self::build(messages, false, |query, rows| {
             query.push(
-                "INSERT INTO messages (campaign_id, row_number, phone_raw, phone_e164, kind, body,
-                   media_urls, segments, encoding, state, reason) ",
+                "INSERT INTO messages (row_number, phone_raw, phone_e164, kind, body, media_urls,
+                   segments, encoding, campaign_id, state, reason) ",
             );
             query.push_values(rows, |mut b, m| {
+                let (state, reason, _) = bind_content(&mut b, m);
                 b.push_bind(campaign_id)
-                    .push_bind(m.row_number)
-                    .push_bind(m.phone_raw)
-                    .push_bind(m.phone_e164)
-                    .push_bind(m.kind.as_str())
-                    .push_bind(m.body)
-                    .push_bind(m.media_urls)
-                    .push_bind(i64::from(m.segments))
-                    .push_bind(m.encoding)
-                    .push_bind(m.state.as_str())
-                    .push_bind(m.reason);
+                    .push_bind(state.as_str())
+                    .push_bind(reason);
             });
         })
     }
@@ -864,15 +859,8 @@ impl PreparedRows {
                    media_urls, segments, encoding, over_length) ",
             );
             query.push_values(rows, |mut b, m| {
-                b.push_bind(m.row_number)
-                    .push_bind(m.phone_raw)
-                    .push_bind(m.phone_e164)
-                    .push_bind(m.kind.as_str())
-                    .push_bind(m.body)
-                    .push_bind(m.media_urls)
-                    .push_bind(i64::from(m.segments))
-                    .push_bind(m.encoding)
-                    .push_bind(m.over_length);
+                let (_, _, over_length) = bind_content(&mut b, m);
+                b.push_bind(over_length);
             });
         })
     }
@@ -896,6 +884,24 @@ impl PreparedRows {
         }
         PreparedRows { statements, held }
     }
+}
+
+/// Binds the columns a written and a held row share, `row_number` to
+/// `encoding` in table order, and hands back the rest: state, reason, and
+/// whether the text is over length.
+fn bind_content(
+    b: &mut Separated<'_, 'static, Sqlite, &'static str>,
+    m: NewMessage,
+) -> (MessageState, Option<String>, bool) {
+    b.push_bind(m.row_number)
+        .push_bind(m.phone_raw)
+        .push_bind(m.phone_e164)
+        .push_bind(m.kind.as_str())
+        .push_bind(m.body)
+        .push_bind(m.media_urls)
+        .push_bind(i64::from(m.segments))
+        .push_bind(m.encoding);
+    (m.state, m.reason, m.over_length)
 }
 
 /// Held rows found to be duplicates by [`Import::settle_held`].
@@ -1097,7 +1103,6 @@ async fn apply_in(
         if usize::try_from(changed).ok() != Some(chunk.len()) {
             return Ok(Some(ShortUpdate {
                 changed,
-                named: chunk.len(),
                 expected: chunk
                     .iter()
                     .map(|change| (change.message_id(), expected_before(change)))
@@ -1112,7 +1117,7 @@ async fn apply_in(
 /// state its change expected. Which one is found after the rollback.
 struct ShortUpdate {
     changed: i64,
-    named: usize,
+    /// Every message the UPDATE named, with the state it had to be in.
     expected: Vec<(i64, MessageState)>,
 }
 
@@ -1518,9 +1523,7 @@ mod tests {
     /// texted before is sent.
     #[tokio::test]
     async fn held_rows_are_settled_against_earlier_rows() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
-        let mut import = store.begin_import(&new_campaign(), 0).await.expect("begin");
+        let (_dir, store, mut import) = new_import().await;
         let id = import.campaign_id();
         let written = vec![
             pending_row(1, "+14155550001", MessageKind::Sms),
@@ -1567,13 +1570,19 @@ mod tests {
         );
     }
 
-    async fn campaign_of(n: i64) -> (tempfile::TempDir, Store, i64) {
+    /// A fresh database with one import begun.
+    async fn new_import() -> (tempfile::TempDir, Store, Import) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("t.db")).await.expect("open");
-        let mut import = store
+        let import = store
             .begin_import(&new_campaign(), 0)
             .await
             .expect("begin import");
+        (dir, store, import)
+    }
+
+    async fn campaign_of(n: i64) -> (tempfile::TempDir, Store, i64) {
+        let (dir, store, mut import) = new_import().await;
         let campaign_id = import.campaign_id();
         let messages = (1..=n)
             .map(|row| pending_row(row, &format!("+1415555{row:04}"), MessageKind::Sms))
@@ -1631,9 +1640,7 @@ mod tests {
     /// media links arrive as they were stored, in row order.
     #[tokio::test]
     async fn claimed_messages_arrive_exactly_as_stored() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
-        let mut import = store.begin_import(&new_campaign(), 0).await.expect("begin");
+        let (_dir, store, mut import) = new_import().await;
         let campaign_id = import.campaign_id();
         let bodies = [
             "say \"hi\" \\ C:\\path\n\tnext line",
