@@ -1,0 +1,128 @@
+//! Names and keys that travel between the command line, the store and the
+//! API: a campaign's name and a message's sid. Each has one `parse`, so
+//! holding one means it was checked, and the two cannot be mixed up with each
+//! other or with a phone number.
+
+use std::fmt;
+
+/// The longest campaign name accepted, in bytes.
+const CAMPAIGN_NAME_MAX_BYTES: usize = 200;
+/// The longest sid accepted (spec §11 gap 7: the API leaves its form open).
+const SID_MAX_BYTES: usize = 256;
+
+/// Why a name or a sid was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("campaign name {input:?}: give a name of 1 to 200 printable characters")]
+    CampaignName { input: String },
+    #[error("sid {input:?} is empty, longer than 256 bytes, or holds control characters")]
+    Sid { input: String },
+}
+
+/// A campaign's name: 1 to 200 bytes of printable text, trimmed. A later run
+/// with the same name resumes the campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CampaignName(String);
+
+impl CampaignName {
+    /// Trims surrounding spaces; refuses an empty name, a name longer than
+    /// 200 bytes, and control characters (they would break a log line).
+    pub fn parse(raw: &str) -> Result<CampaignName, IdError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty()
+            || trimmed.len() > CAMPAIGN_NAME_MAX_BYTES
+            || trimmed.chars().any(char::is_control)
+        {
+            return Err(IdError::CampaignName {
+                input: raw.chars().take(CAMPAIGN_NAME_MAX_BYTES + 20).collect(),
+            });
+        }
+        Ok(CampaignName(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CampaignName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for CampaignName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The id BPCC gives an accepted message, the only key to look it up by
+/// (Get Message). Trimmed, non-empty, at most 256 bytes, no control
+/// characters: anything else in an answer proves nothing was accepted
+/// usably and is treated as ambiguous by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageSid(String);
+
+impl MessageSid {
+    pub fn parse(raw: &str) -> Result<MessageSid, IdError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty()
+            || trimmed.len() > SID_MAX_BYTES
+            || trimmed.chars().any(char::is_control)
+        {
+            return Err(IdError::Sid {
+                input: raw.chars().take(SID_MAX_BYTES + 20).collect(),
+            });
+        }
+        Ok(MessageSid(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageSid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for MessageSid {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn campaign_names_are_trimmed_and_bounded() {
+        assert_eq!(
+            CampaignName::parse("  spring sale ").map(|n| n.to_string()),
+            Ok("spring sale".to_owned())
+        );
+        assert!(CampaignName::parse("").is_err());
+        assert!(CampaignName::parse("   ").is_err());
+        assert!(CampaignName::parse("a\nb").is_err());
+        assert!(CampaignName::parse(&"x".repeat(200)).is_ok());
+        assert!(CampaignName::parse(&"x".repeat(201)).is_err());
+        assert!(CampaignName::parse("Été 2026 — rappel").is_ok());
+    }
+
+    #[test]
+    fn sids_are_trimmed_and_bounded() {
+        assert_eq!(
+            MessageSid::parse(" 5f0c ").map(|s| s.to_string()),
+            Ok("5f0c".to_owned())
+        );
+        assert!(MessageSid::parse("").is_err());
+        assert!(MessageSid::parse("  ").is_err());
+        assert!(MessageSid::parse("a\u{0}b").is_err());
+        assert!(MessageSid::parse(&"s".repeat(256)).is_ok());
+        assert!(MessageSid::parse(&"s".repeat(257)).is_err());
+    }
+}
