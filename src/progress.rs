@@ -1,11 +1,13 @@
-//! Live progress: workers bump [`Counters`]; one task draws a status line on
-//! stderr, only when stderr is a terminal. Nothing here writes to stdout.
+//! Live progress: workers bump [`Counters`]; one task draws them as a status
+//! line on stderr with indicatif, only when stderr is a terminal, and
+//! tracing's log lines are printed above it. Nothing here writes to stdout.
 
-use std::io::{IsTerminal, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::state::MessageState;
@@ -91,23 +93,146 @@ impl Counters {
     }
 }
 
-/// Draws the progress line every 500 ms until `stop` fires, then clears it.
-/// Does nothing when stderr is not a terminal.
+/// The bar on screen, if any, so that log lines can be printed above it.
+static BAR_ON_SCREEN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Draws the progress line twice a second until `stop` fires, then clears
+/// it. Does nothing when stderr is not a terminal; indicatif ignores a
+/// closed or full stderr, so drawing never stops a run.
 pub async fn draw(counters: Arc<Counters>, stop: CancellationToken) {
-    if !std::io::stderr().is_terminal() {
+    let bar = status_line(ProgressDrawTarget::stderr());
+    if bar.is_hidden() {
         return;
     }
+    *bar_on_screen() = Some(bar.clone());
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r\x1b[2K{}", counters.line(started));
-                let _ = err.flush();
-            }
+            _ = tick.tick() => bar.set_message(counters.line(started)),
             _ = stop.cancelled() => break,
         }
     }
-    let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+    *bar_on_screen() = None;
+    bar.finish_and_clear();
+}
+
+/// Stderr for tracing's log lines: each line is printed above the progress
+/// line instead of through it. Errors are returned to tracing, which drops
+/// them, so a closed stderr never panics.
+pub fn stderr_above_progress() -> StderrAboveProgress {
+    StderrAboveProgress
+}
+
+/// See [`stderr_above_progress`].
+pub struct StderrAboveProgress;
+
+impl Write for StderrAboveProgress {
+    fn write(&mut self, text: &[u8]) -> io::Result<usize> {
+        // Cloned out so the lock is not held while the bar is redrawn.
+        let bar = bar_on_screen().clone();
+        let write = || std::io::stderr().lock().write_all(text);
+        match bar {
+            Some(bar) => bar.suspend(write)?,
+            None => write()?,
+        }
+        Ok(text.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        std::io::stderr().lock().flush()
+    }
+}
+
+fn bar_on_screen() -> MutexGuard<'static, Option<ProgressBar>> {
+    // The slot holds no invariant a panic elsewhere could break.
+    BAR_ON_SCREEN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A bar that shows only its message: the run has no total to measure yet.
+fn status_line(target: ProgressDrawTarget) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, target);
+    bar.set_style(
+        ProgressStyle::with_template("{msg}").expect("a template of one known key parses"),
+    );
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use indicatif::TermLike;
+
+    use super::*;
+
+    /// A terminal that keeps what was drawn since its line was last cleared.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl TermLike for Screen {
+        fn width(&self) -> u16 {
+            200
+        }
+        fn move_cursor_up(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, line: &str) -> io::Result<()> {
+            self.write_str(line)
+        }
+        fn write_str(&self, text: &str) -> io::Result<()> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_str(text);
+            Ok(())
+        }
+        fn clear_line(&self) -> io::Result<()> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+            Ok(())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_status_line_shows_every_counter_and_the_rate_limit() {
+        let counters = Counters::default();
+        counters.accepted.store(7, Ordering::Relaxed);
+        counters.rejected.store(2, Ordering::Relaxed);
+        counters.unknown.store(1, Ordering::Relaxed);
+        counters.not_accepted.store(3, Ordering::Relaxed);
+        counters.polls.store(11, Ordering::Relaxed);
+        counters.finished.store(5, Ordering::Relaxed);
+        counters.set_rate(12.5);
+        let screen = Screen::default();
+        let bar = status_line(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+
+        bar.set_message(counters.line(Instant::now()));
+
+        let drawn = screen
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let drawn = drawn.trim_end();
+        assert!(drawn.starts_with("sent 7 ("), "{drawn}");
+        assert!(
+            drawn.ends_with(
+                "  rejected 2  unknown 1  retried 3  polls 11  tracked to final 5  rate limit 12.5/s"
+            ),
+            "{drawn}"
+        );
+    }
 }
