@@ -3,6 +3,7 @@
 //! the simulator's ledger.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -177,4 +178,23 @@ pub fn send_args<'a>(campaign: &'a str, csv: &'a str, extra: &[&'a str]) -> Vec<
         args.extend(["--poll-delay", "300ms"]);
     }
     args
+}
+
+/// Says that the calling test cannot run on this machine and why, so it
+/// does not pass in silence; with `CI=true` a missing prerequisite fails it.
+/// Written to stderr directly: libtest would hide an `eprintln!` of a test
+/// that passes.
+#[track_caller]
+pub fn cannot_run_here(what_is_missing: &str) {
+    // libtest names each test's thread after the test.
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("a test");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} cannot run here: cannot {what_is_missing}"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test} skipped: cannot {what_is_missing}"
+    );
 }

@@ -1,12 +1,14 @@
 //! One runner per campaign, the operator's `retry`, and database faults.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bpsms::mock::Behaviour;
 
-use crate::harness::{path_str, recipients, send_args, sends_per_recipient, World, FROM};
+use crate::harness::{
+    cannot_run_here, path_str, recipients, send_args, sends_per_recipient, World, FROM,
+};
 
 /// Waits (with a deadline, never a fixed sleep) until `condition` holds.
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -206,37 +208,78 @@ async fn a_locked_database_is_reported_and_nothing_is_sent() {
         .expect("unlock");
 }
 
-/// Mounts a tmpfs of `kib` KiB at `dir`, if this machine lets us.
-fn mount_tmpfs(dir: &Path, kib: u64) -> bool {
-    Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
-        .arg(dir)
-        .output()
-        .is_ok_and(|out| out.status.success())
+/// A tmpfs mounted for one test. Dropping it unmounts it, also when the test
+/// fails, lazily if a process still holds a file there.
+struct Tmpfs {
+    dir: PathBuf,
 }
 
-fn resize_tmpfs(dir: &Path, kib: u64) -> bool {
-    Command::new("mount")
-        .args(["-o", &format!("remount,size={kib}k")])
-        .arg(dir)
-        .output()
-        .is_ok_and(|out| out.status.success())
+impl Tmpfs {
+    /// Mounts a tmpfs of `kib` KiB at `dir`; `None` after saying that this
+    /// machine cannot (no root, no `mount`), which fails the test in CI.
+    fn mount(dir: &Path, kib: u64) -> Option<Tmpfs> {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Tmpfs {
+                dir: dir.to_path_buf(),
+            }),
+            Ok(out) => {
+                let why = String::from_utf8_lossy(&out.stderr);
+                cannot_run_here(&format!("mount a tmpfs: {}", why.trim()));
+                None
+            }
+            Err(error) => {
+                cannot_run_here(&format!("run `mount`: {error}"));
+                None
+            }
+        }
+    }
+
+    /// Changes the size of the filesystem, for a test to fill it or free it.
+    fn resize(&self, kib: u64) -> bool {
+        self.remount(&format!("remount,size={kib}k"))
+    }
+
+    fn remount_read_only(&self) -> bool {
+        self.remount("remount,ro")
+    }
+
+    fn remount(&self, options: &str) -> bool {
+        Command::new("mount")
+            .args(["-o", options])
+            .arg(&self.dir)
+            .output()
+            .is_ok_and(|out| out.status.success())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(&self.dir)
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if !unmounted {
+            // Busy: detached now, gone once its last file is closed.
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).output();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_once_space_is_back() {
     let world = World::start(Behaviour::fast()).await;
     let csv = world.write("r.csv", &recipients(3000));
-    // A small filesystem where one can be mounted; otherwise SQLite's own
-    // page limit plays the full disk.
+    // A small filesystem, shrunk below what the run needs.
     let mount_dir = world.dir.path().join("small");
     std::fs::create_dir(&mount_dir).expect("mount point");
-    let mounted = mount_tmpfs(&mount_dir, 64 * 1024);
-    let db = if mounted {
-        mount_dir.join("bpsms.db")
-    } else {
-        world.db.clone()
+    let Some(tmpfs) = Tmpfs::mount(&mount_dir, 64 * 1024) else {
+        return;
     };
+    let db = mount_dir.join("bpsms.db");
     world
         .run(&[
             "--db",
@@ -259,37 +302,27 @@ async fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_once_space_is_bac
         .filter_map(|entry| entry.ok()?.metadata().ok())
         .map(|meta| meta.len() / 1024 + 4)
         .sum::<u64>();
-    if mounted {
-        assert!(
-            resize_tmpfs(&mount_dir, size_kib + 96),
-            "shrink the filesystem"
-        );
-    }
-    let pages = (std::fs::metadata(&db).expect("db size").len() / 4096 + 8).to_string();
-    let mut first = world.command(&[
-        "--db",
-        path_str(&db),
-        "send",
-        "--campaign",
-        "full",
-        "--rate",
-        "100000",
-        "--poll-delay",
-        "300ms",
-    ]);
-    if !mounted {
-        first.env("BPSMS_SQLITE_MAX_PAGE_COUNT", &pages);
-    }
-    let run = world.run_command(first).await;
+    assert!(tmpfs.resize(size_kib + 96), "shrink the filesystem");
+    let run = world
+        .run(&[
+            "--db",
+            path_str(&db),
+            "send",
+            "--campaign",
+            "full",
+            "--rate",
+            "100000",
+            "--poll-delay",
+            "300ms",
+        ])
+        .await;
     run.assert_code(1);
     assert!(run.stderr.contains("disk is full"), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     let sent_before = world.ledger().len();
     assert!(sent_before < 3000, "the run stopped before the end");
 
-    if mounted {
-        assert!(resize_tmpfs(&mount_dir, 64 * 1024), "grow the filesystem");
-    }
+    assert!(tmpfs.resize(64 * 1024), "grow the filesystem");
     let resumed = world
         .run(&[
             "--db",
@@ -316,9 +349,6 @@ async fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_once_space_is_bac
     assert!(sends_per_recipient(&world.ledger())
         .values()
         .all(|&n| n == 1));
-    if mounted {
-        let _ = Command::new("umount").arg(&mount_dir).output();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -327,10 +357,9 @@ async fn a_read_only_database_is_reported_and_nothing_is_sent() {
     let mount_dir = world.dir.path().join("ro");
     std::fs::create_dir(&mount_dir).expect("mount point");
     // Root ignores file permissions; a read-only mount stops even root.
-    if !mount_tmpfs(&mount_dir, 8 * 1024) {
-        eprintln!("skipped: this machine cannot mount a tmpfs");
+    let Some(tmpfs) = Tmpfs::mount(&mount_dir, 8 * 1024) else {
         return;
-    }
+    };
     let db = mount_dir.join("bpsms.db");
     let csv = world.write("r.csv", &recipients(5));
     world
@@ -349,17 +378,11 @@ async fn a_read_only_database_is_reported_and_nothing_is_sent() {
         ])
         .await
         .assert_code(0);
-    let remounted = Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(&mount_dir)
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(remounted, "remount read-only");
+    assert!(tmpfs.remount_read_only(), "remount read-only");
     let run = world
         .run(&["--db", path_str(&db), "send", "--campaign", "ro"])
         .await;
     run.assert_code(1);
     assert!(run.stderr.contains("writable"), "{}", run.stderr);
     assert_eq!(world.stats().send_requests, 0);
-    let _ = Command::new("umount").arg(&mount_dir).output();
 }
