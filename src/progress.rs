@@ -100,10 +100,14 @@ static BAR_ON_SCREEN: Mutex<Option<ProgressBar>> = Mutex::new(None);
 /// it. Does nothing when stderr is not a terminal; indicatif ignores a
 /// closed or full stderr, so drawing never stops a run.
 pub async fn draw(counters: Arc<Counters>, stop: CancellationToken) {
-    let bar = status_line(ProgressDrawTarget::stderr());
+    // Only the message: the run has no total to measure yet.
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     if bar.is_hidden() {
         return;
     }
+    bar.set_style(
+        ProgressStyle::with_template("{msg}").expect("a template of one known key parses"),
+    );
     *bar_on_screen() = Some(bar.clone());
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -149,62 +153,9 @@ fn bar_on_screen() -> MutexGuard<'static, Option<ProgressBar>> {
     BAR_ON_SCREEN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A bar that shows only its message: the run has no total to measure yet.
-fn status_line(target: ProgressDrawTarget) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, target);
-    bar.set_style(
-        ProgressStyle::with_template("{msg}").expect("a template of one known key parses"),
-    );
-    bar
-}
-
 #[cfg(test)]
 mod tests {
-    use indicatif::TermLike;
-
     use super::*;
-
-    /// A terminal that keeps what was drawn since its line was last cleared.
-    #[derive(Debug, Default, Clone)]
-    struct Screen(Arc<Mutex<String>>);
-
-    impl TermLike for Screen {
-        fn width(&self) -> u16 {
-            200
-        }
-        fn move_cursor_up(&self, _: usize) -> io::Result<()> {
-            Ok(())
-        }
-        fn move_cursor_down(&self, _: usize) -> io::Result<()> {
-            Ok(())
-        }
-        fn move_cursor_right(&self, _: usize) -> io::Result<()> {
-            Ok(())
-        }
-        fn move_cursor_left(&self, _: usize) -> io::Result<()> {
-            Ok(())
-        }
-        fn write_line(&self, line: &str) -> io::Result<()> {
-            self.write_str(line)
-        }
-        fn write_str(&self, text: &str) -> io::Result<()> {
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push_str(text);
-            Ok(())
-        }
-        fn clear_line(&self) -> io::Result<()> {
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
-            Ok(())
-        }
-        fn flush(&self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn the_status_line_shows_every_counter_and_the_rate_limit() {
@@ -216,23 +167,15 @@ mod tests {
         counters.polls.store(11, Ordering::Relaxed);
         counters.finished.store(5, Ordering::Relaxed);
         counters.set_rate(12.5);
-        let screen = Screen::default();
-        let bar = status_line(ProgressDrawTarget::term_like(Box::new(screen.clone())));
 
-        bar.set_message(counters.line(Instant::now()));
+        let line = counters.line(Instant::now());
 
-        let drawn = screen
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let drawn = drawn.trim_end();
-        assert!(drawn.starts_with("sent 7 ("), "{drawn}");
+        assert!(line.starts_with("sent 7 ("), "{line}");
         assert!(
-            drawn.ends_with(
+            line.ends_with(
                 "  rejected 2  unknown 1  retried 3  polls 11  tracked to final 5  rate limit 12.5/s"
             ),
-            "{drawn}"
+            "{line}"
         );
     }
 }

@@ -303,19 +303,18 @@ async fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_once_space_is_bac
         .map(|meta| meta.len() / 1024 + 4)
         .sum::<u64>();
     assert!(tmpfs.resize(size_kib + 96), "shrink the filesystem");
-    let run = world
-        .run(&[
-            "--db",
-            path_str(&db),
-            "send",
-            "--campaign",
-            "full",
-            "--rate",
-            "100000",
-            "--poll-delay",
-            "300ms",
-        ])
-        .await;
+    let send = [
+        "--db",
+        path_str(&db),
+        "send",
+        "--campaign",
+        "full",
+        "--rate",
+        "100000",
+        "--poll-delay",
+        "300ms",
+    ];
+    let run = world.run(&send).await;
     run.assert_code(1);
     assert!(run.stderr.contains("disk is full"), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
@@ -323,19 +322,7 @@ async fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_once_space_is_bac
     assert!(sent_before < 3000, "the run stopped before the end");
 
     assert!(tmpfs.resize(64 * 1024), "grow the filesystem");
-    let resumed = world
-        .run(&[
-            "--db",
-            path_str(&db),
-            "send",
-            "--campaign",
-            "full",
-            "--rate",
-            "100000",
-            "--poll-delay",
-            "300ms",
-        ])
-        .await;
+    let resumed = world.run(&send).await;
     resumed.assert_code(0);
     let export = world
         .run(&["--db", path_str(&db), "export", "--campaign", "full"])
