@@ -182,19 +182,24 @@ pub fn send_args<'a>(campaign: &'a str, csv: &'a str, extra: &[&'a str]) -> Vec<
 
 /// Says that the calling test cannot run on this machine and why, so it
 /// does not pass in silence; with `CI=true` a missing prerequisite fails it.
-/// Written to stderr directly: libtest would hide an `eprintln!` of a test
-/// that passes.
 #[track_caller]
 pub fn cannot_run_here(what_is_missing: &str) {
-    // libtest names each test's thread after the test.
-    let current = std::thread::current();
-    let test = current.name().unwrap_or("a test");
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "{test} cannot run here: cannot {what_is_missing}"
+        "{} cannot run here: cannot {what_is_missing}",
+        test_name()
     );
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test} skipped: cannot {what_is_missing}"
-    );
+    skipped(&format!("cannot {what_is_missing}"));
+}
+
+/// Says that the calling test is skipped and why. Written to stderr
+/// directly: libtest would hide an `eprintln!` of a test that passes.
+pub fn skipped(why: &str) {
+    let _ = writeln!(std::io::stderr(), "{} skipped: {why}", test_name());
+}
+
+/// libtest names each test's thread after the test.
+fn test_name() -> String {
+    let current = std::thread::current();
+    current.name().unwrap_or("a test").to_string()
 }

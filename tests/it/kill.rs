@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::SqlitePool;
 
-use crate::harness::{path_str, recipients, sends_per_recipient, World, FROM};
+use crate::harness::{path_str, recipients, sends_per_recipient, skipped, World, FROM};
 
 const CAMPAIGN: &str = "kill";
 const RATE: &str = "5000";
@@ -739,7 +739,7 @@ async fn kill_nine_in_retry_mode_sends_everyone_at_least_once_and_duplicates_onl
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_test_long() {
     if std::env::var("BPSMS_LONG_KILL_TEST").as_deref() != Ok("1") {
-        eprintln!("kill_test_long skipped: set BPSMS_LONG_KILL_TEST=1 to run it");
+        skipped("set BPSMS_LONG_KILL_TEST=1 to run it");
         return;
     }
     for (mode, seed_default) in [(Mode::Hold, 3), (Mode::Retry, 4)] {
