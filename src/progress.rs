@@ -122,13 +122,14 @@ pub async fn draw(counters: Arc<Counters>, stop: CancellationToken) {
 }
 
 /// Stderr for tracing's log lines: each line is printed above the progress
-/// line instead of through it. Errors are returned to tracing, which drops
-/// them, so a closed stderr never panics.
+/// line instead of through it.
 pub fn stderr_above_progress() -> StderrAboveProgress {
     StderrAboveProgress
 }
 
-/// See [`stderr_above_progress`].
+/// See [`stderr_above_progress`]. A line that stderr refuses (full, or a
+/// broken pipe) is dropped, not returned: tracing would report the error
+/// with `eprintln!`, which panics on that same stderr.
 pub struct StderrAboveProgress;
 
 impl Write for StderrAboveProgress {
@@ -136,15 +137,16 @@ impl Write for StderrAboveProgress {
         // Cloned out so the lock is not held while the bar is redrawn.
         let bar = bar_on_screen().clone();
         let write = || std::io::stderr().lock().write_all(text);
-        match bar {
-            Some(bar) => bar.suspend(write)?,
-            None => write()?,
-        }
+        let _ = match bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        };
         Ok(text.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        std::io::stderr().lock().flush()
+        let _ = std::io::stderr().lock().flush();
+        Ok(())
     }
 }
 
