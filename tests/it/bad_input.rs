@@ -46,7 +46,7 @@ async fn files_that_cannot_be_imported() {
             ..refused("template_missing_column.csv", &["nickname"])
         },
         Case {
-            input: Input::Missing("no_such_file.csv"),
+            input: Input::Missing,
             ..refused("no_such_file.csv", &["cannot read"])
         },
         Case {
@@ -54,22 +54,8 @@ async fn files_that_cannot_be_imported() {
             ..refused("plain.csv", &["is not in the header"])
         },
         // A flag error is about the flag: the message need not name the file.
-        Case {
-            flags: &["--delimiter", "ab"],
-            expect: Outcome::Refused {
-                stderr: &["--delimiter"],
-                blames: Blame::Flag,
-            },
-            ..imported("plain.csv", vec![])
-        },
-        Case {
-            flags: &["--encoding", "klingon"],
-            expect: Outcome::Refused {
-                stderr: &["--encoding"],
-                blames: Blame::Flag,
-            },
-            ..imported("plain.csv", vec![])
-        },
+        refused_flag(&["--delimiter", "ab"]),
+        refused_flag(&["--encoding", "klingon"]),
     ])
     .await;
 }
@@ -163,7 +149,7 @@ async fn files_that_import_whatever_their_format() {
         // along; a megabyte of text is over the length limit: a warning by
         // default, a refused row with `--over-length reject`.
         Case {
-            input: Input::Written("big.csv", big_fields),
+            input: Input::Written(big_fields),
             body: None,
             warns: Some("over"),
             ..imported(
@@ -181,7 +167,7 @@ async fn files_that_import_whatever_their_format() {
             )
         },
         Case {
-            input: Input::Written("big.csv", big_fields),
+            input: Input::Written(big_fields),
             body: None,
             flags: &["--over-length", "reject"],
             ..imported(
@@ -362,15 +348,15 @@ struct Case {
     expect: Outcome,
 }
 
-/// Where the file to import comes from.
+/// Where the file named by the case comes from.
 enum Input {
-    /// The file of `tests/data/` named by the case.
+    /// `tests/data/`.
     Data,
-    /// A file of this name that does not exist.
-    Missing(&'static str),
-    /// A file of this name written with this content in the world's
-    /// directory: too big to keep in the repository.
-    Written(&'static str, fn() -> String),
+    /// Nowhere: the file does not exist.
+    Missing,
+    /// The world's directory, written with this content: too big to keep in
+    /// the repository.
+    Written(fn() -> String),
 }
 
 enum Outcome {
@@ -429,6 +415,19 @@ fn refused(file: &'static str, needles: &'static [&'static str]) -> Case {
             blames: Blame::File,
         },
         ..imported(file, vec![])
+    }
+}
+
+/// `plain.csv` imported with `flags`, whose value is refused with a message
+/// that names the flag.
+fn refused_flag(flags: &'static [&'static str]) -> Case {
+    Case {
+        flags,
+        expect: Outcome::Refused {
+            stderr: &flags[..1],
+            blames: Blame::Flag,
+        },
+        ..imported("plain.csv", vec![])
     }
 }
 
@@ -562,8 +561,8 @@ async fn check(world: &World, case: &Case) -> Vec<String> {
 async fn import(world: &World, case: &Case) -> Run {
     let csv = match case.input {
         Input::Data => data().join(case.file),
-        Input::Missing(name) => world.dir.path().join(name),
-        Input::Written(name, content) => world.write(name, &content()),
+        Input::Missing => world.dir.path().join(case.file),
+        Input::Written(content) => world.write(case.file, &content()),
     };
     let data = data();
     let flags: Vec<String> = case
