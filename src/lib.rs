@@ -23,7 +23,6 @@
 
 pub mod api;
 pub mod campaign;
-pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod commands;

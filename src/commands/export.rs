@@ -17,27 +17,18 @@ pub(super) async fn run(config: &Config, args: ExportArgs) -> Result<Outcome, Fa
     let name = config::campaign_name(&args.campaign).map_err(Failure::usage)?;
     let store = open_existing_store(config).await?;
     let campaign = find(&store, config, &name).await?;
-    let written = match &args.out {
-        Some(path) => match File::create(path) {
-            Ok(file) => write_export(&store, &campaign, args.format, BufWriter::new(file)).await,
-            Err(error) => {
-                Err(anyhow::Error::from(error)
-                    .context(format!("failed to create {}", path.display())))
-            }
-        },
-        None => {
-            let stdout = std::io::stdout();
-            write_export(
-                &store,
-                &campaign,
-                args.format,
-                BufWriter::new(stdout.lock()),
-            )
-            .await
+    match &args.out {
+        Some(path) => {
+            let file = File::create(path)
+                .with_context(|| format!("failed to create {}", path.display()))?;
+            write_export(&store, &campaign, args.format, BufWriter::new(file)).await?;
         }
-    };
+        None => {
+            let stdout = BufWriter::new(std::io::stdout().lock());
+            write_export(&store, &campaign, args.format, stdout).await?;
+        }
+    }
     store.close().await;
-    written?;
     Ok(Outcome::Done)
 }
 

@@ -32,27 +32,24 @@ use exit::{Failure, Outcome};
 
 /// Runs one command; returns how it ended or a failure to print.
 pub async fn run(cli: Cli) -> Result<Outcome, Failure> {
-    // The simulator's commands need no configuration.
-    #[cfg(feature = "simulator")]
+    // Loaded only by the commands that read it: the simulator's run without.
+    let config = || Config::load(&cli.global).map_err(Failure::usage);
     match cli.command {
-        Command::MockServer(args) => return mock_server::run(args).await,
-        Command::Demo(args) => return demo::run(args).await,
-        _ => {}
-    }
-    let config = Config::load(&cli.global).map_err(Failure::usage)?;
-    match cli.command {
-        Command::Send(args) => send::send(&config, args).await,
-        Command::Resume(args) => send::resume(&config, args).await,
-        Command::Retry(args) => retry::run(&config, args).await,
-        Command::Import(args) => import::run(&config, args).await,
+        Command::Send(args) => send::send(&config()?, args).await,
+        Command::Resume(args) => send::resume(&config()?, args).await,
+        Command::Retry(args) => retry::run(&config()?, args).await,
+        Command::Import(args) => import::run(&config()?, args).await,
         Command::Check(args) => {
+            let config = config()?;
             let content = config.content(&args.content).map_err(Failure::usage)?;
             check::run(&config, &content, &args.suppress, args.preview).await
         }
-        Command::Status(args) => status::run(&config, args).await,
-        Command::Export(args) => export::run(&config, args).await,
+        Command::Status(args) => status::run(&config()?, args).await,
+        Command::Export(args) => export::run(&config()?, args).await,
         #[cfg(feature = "simulator")]
-        Command::MockServer(_) | Command::Demo(_) => Ok(Outcome::Done),
+        Command::MockServer(args) => mock_server::run(args).await,
+        #[cfg(feature = "simulator")]
+        Command::Demo(args) => demo::run(args).await,
     }
 }
 
