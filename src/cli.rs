@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::import::{parse_delimiter, FileEncoding};
+#[cfg(feature = "simulator")]
 use crate::mock::MockArgs;
 
 /// Send a bulk SMS/MMS campaign through the Bright Pattern Contact Center
@@ -75,8 +76,10 @@ pub enum Command {
     /// One record per CSV data row, in row order.
     Export(ExportArgs),
     /// Run the built-in BPCC API simulator.
+    #[cfg(feature = "simulator")]
     MockServer(MockArgs),
     /// Send samples/recipients.csv through the built-in simulator and report.
+    #[cfg(feature = "simulator")]
     Demo(DemoArgs),
 }
 
@@ -281,6 +284,7 @@ pub enum ExportFormat {
     Json,
 }
 
+#[cfg(feature = "simulator")]
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Where to write the report.

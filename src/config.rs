@@ -12,9 +12,13 @@ use serde::Deserialize;
 
 use crate::api::wire::MediaKey;
 use crate::api::ApiConfig;
-use crate::cli::{parse_duration, GlobalArgs, OnAmbiguous, RunArgs};
+use crate::cli::{parse_duration, ContentArgs, GlobalArgs, OnAmbiguous, OverLength, RunArgs};
+use crate::domain::ids::CampaignName;
+use crate::domain::phone::{Region, E164};
 use crate::domain::state::AmbiguousPolicy;
+use crate::import::SourceOptions;
 use crate::secret::SecretString;
+use crate::shell::shell_word;
 use crate::store::CampaignSettings;
 
 pub const DEFAULT_DB: &str = "bpsms.db";
@@ -69,7 +73,47 @@ pub struct Config {
     client_secret: Option<SecretString>,
     tenant: Option<String>,
     http_policy: HttpPolicy,
+    /// The file's `default_region`, checked when the file is read.
+    default_region: Option<Region>,
     pub file: FileConfig,
+}
+
+/// The flags that say what a campaign sends, validated: its file, sender,
+/// text and how to read its numbers.
+#[derive(Debug, Clone)]
+pub struct Content {
+    pub csv: Option<PathBuf>,
+    /// `--from`, when given.
+    pub from: Option<E164>,
+    /// `--body`, when given; never blank.
+    pub body: Option<String>,
+    pub phone_column: Option<String>,
+    /// `--default-region`, when given: a resume compares it with the region
+    /// the campaign was imported with.
+    pub region_flag: Option<Region>,
+    /// Where numbers without a country code are read: the flag, else the
+    /// config file's, else US.
+    pub region: Region,
+    pub source: SourceOptions,
+    pub reject_over_length: bool,
+}
+
+impl Content {
+    /// The sender a new campaign needs.
+    pub fn required_from(&self) -> Result<E164, ConfigError> {
+        self.from.clone().ok_or_else(|| {
+            ConfigError(
+                "--from is required for a new campaign: a Text Out access number of the tenant \
+                 in E.164, e.g. +16505550100"
+                    .into(),
+            )
+        })
+    }
+}
+
+/// `--campaign`, checked.
+pub fn campaign_name(raw: &str) -> Result<CampaignName, ConfigError> {
+    CampaignName::parse(raw).map_err(|e| ConfigError(format!("--campaign: {e}")))
 }
 
 /// Which base URLs may use plain http.
@@ -111,6 +155,12 @@ impl Config {
             None => FileConfig::default(),
         };
         let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let default_region = file
+            .default_region
+            .as_deref()
+            .map(Region::parse)
+            .transpose()
+            .map_err(|e| ConfigError(format!("default_region in the config file: {e}")))?;
         Ok(Config {
             db: global
                 .db
@@ -128,6 +178,7 @@ impl Config {
                 Some(true) => HttpPolicy::AllowInsecure,
                 Some(false) | None => HttpPolicy::RequireHttps,
             },
+            default_region,
             file,
         })
     }
@@ -297,11 +348,44 @@ impl Config {
         })
     }
 
-    /// `--default-region`, else the file's, else US.
-    pub fn default_region(&self, flag: Option<&str>) -> String {
-        flag.map(str::to_string)
-            .or_else(|| self.file.default_region.clone())
-            .unwrap_or_else(|| "US".into())
+    /// Validates a campaign's content flags; the region falls back to the
+    /// config file's, then to US.
+    pub fn content(&self, args: &ContentArgs) -> Result<Content, ConfigError> {
+        let from = args
+            .from
+            .as_deref()
+            .map(|raw| {
+                E164::parse_sender(raw).map_err(|e| ConfigError(format!("--from {raw:?}: {e}")))
+            })
+            .transpose()?;
+        if args
+            .body
+            .as_deref()
+            .is_some_and(|body| body.trim().is_empty())
+        {
+            return Err(ConfigError(
+                "--body is empty; give the message text, e.g. --body 'Hi {{first_name}}'".into(),
+            ));
+        }
+        let region_flag = args
+            .default_region
+            .as_deref()
+            .map(Region::parse)
+            .transpose()
+            .map_err(|e| ConfigError(format!("--default-region: {e}")))?;
+        Ok(Content {
+            csv: args.csv.clone(),
+            from,
+            body: args.body.clone(),
+            phone_column: args.phone_column.clone(),
+            region_flag,
+            region: region_flag.or(self.default_region).unwrap_or_default(),
+            source: SourceOptions {
+                delimiter: args.delimiter,
+                encoding: args.encoding.unwrap_or_default(),
+            },
+            reject_over_length: args.over_length == Some(OverLength::Reject),
+        })
     }
 }
 
@@ -357,7 +441,7 @@ pub fn secret_file_mode_warning(path: &Path, mode: u32) -> Option<String> {
         "Warning: config file {} holds client_secret but has mode {permissions:03o}, so other \
          users on this machine can read or change it; make it private with: chmod 600 {}",
         path.display(),
-        crate::app::shell_word(&path.display().to_string())
+        shell_word(&path.display().to_string())
     ))
 }
 
@@ -673,6 +757,52 @@ mod tests {
             .run_settings(&RunArgs::default(), None)
             .expect("settings");
         assert!(settings.campaign.rate > 0.0);
+    }
+
+    #[test]
+    fn content_flags_become_domain_values_once() {
+        let config = Config::load_with(&global(None), &|_| None).expect("config");
+        let uk = ContentArgs {
+            default_region: Some("uk".into()),
+            from: Some(" +1 650 555 0100 ".into()),
+            ..Default::default()
+        };
+        let content = config.content(&uk).expect("valid flags");
+        assert_eq!(content.region_flag, Some(Region::parse("GB").expect("GB")));
+        assert_eq!(
+            content.from.as_ref().map(E164::as_str),
+            Some("+16505550100")
+        );
+        let defaults = config.content(&ContentArgs::default()).expect("no flags");
+        assert_eq!(
+            (defaults.region_flag, defaults.region),
+            (None, Region::default())
+        );
+        assert!(defaults.required_from().is_err());
+    }
+
+    #[test]
+    fn the_config_files_region_is_the_fallback_and_is_checked_when_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bpsms.toml");
+        let load = |region: &str| {
+            std::fs::write(&path, format!("default_region = \"{region}\"\n")).expect("write");
+            let global = GlobalArgs {
+                config: Some(path.clone()),
+                ..global(None)
+            };
+            Config::load_with(&global, &|_| None)
+        };
+        let content = load("gb").expect("config").content(&ContentArgs::default());
+        assert_eq!(
+            content.expect("content").region,
+            Region::parse("GB").expect("GB")
+        );
+        let error = load("Mars").err().expect("refused").to_string();
+        assert!(
+            error.contains("default_region in the config file"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -15,22 +15,23 @@
 //!   together for `bpsms send`.
 //! - [`report`] prints summaries and writes exports; [`progress`] draws the
 //!   live progress line.
-//! - [`mock`] is the BPCC simulator behind `bpsms mock-server`; the sending
-//!   path never imports it.
-//! - [`app`] wires subcommands to the modules above.
+//! - [`mock`] is the BPCC simulator behind `bpsms mock-server`, built only
+//!   with the default `simulator` feature: the sending path cannot import it
+//!   (`cargo build --no-default-features` proves it).
+//! - [`commands`] holds one file per subcommand, wiring it to the modules
+//!   above, and the exit codes; nothing below it imports from it.
 
 pub mod api;
-pub mod app;
 pub mod campaign;
-pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
-pub mod demo;
 pub mod domain;
 pub mod fuzzing;
 pub mod import;
 pub mod lease;
+#[cfg(feature = "simulator")]
 pub mod mock;
 pub mod pacing;
 pub mod progress;
@@ -38,8 +39,9 @@ pub mod recorder;
 pub mod report;
 pub mod secret;
 pub mod sender;
+pub mod shell;
 pub mod store;
 pub mod suppress;
 pub mod tracker;
 
-pub use app::run;
+pub use commands::run;

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use bpsms::commands::exit;
+
 /// mimalloc: the send path allocates and frees across threads at tens of
 /// thousands of messages per second, where glibc's arenas contend on their
 /// locks. Transparent huge pages stay off (`no_thp`): with them, its arenas
@@ -30,11 +32,15 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");
-            return ExitCode::from(bpsms::app::exit::RUNTIME);
+            return ExitCode::from(exit::RUNTIME);
         }
     };
-    match runtime.block_on(bpsms::run(cli)) {
-        Ok(code) => ExitCode::from(code),
+    let ended = runtime.block_on(bpsms::run(cli));
+    // A run left at once abandons requests still in flight: their tasks are
+    // dropped here rather than waited for.
+    runtime.shutdown_background();
+    match ended {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(failure) => {
             eprintln!("error: {:#}", failure.error);
             ExitCode::from(failure.code)

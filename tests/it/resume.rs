@@ -373,3 +373,118 @@ async fn a_read_only_database_is_reported_and_nothing_is_sent() {
     assert!(run.stderr.contains("writable"), "{}", run.stderr);
     assert_eq!(world.stats().send_requests, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_compares_regions_as_regions_and_refuses_a_stored_one_it_cannot_read() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("gb.csv", "phone\n07700 900123\n07700 900124\n");
+    let import = |region| {
+        [
+            "import",
+            "--campaign",
+            "gb",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi",
+            "--default-region",
+            region,
+        ]
+    };
+    world.run(&import("GB")).await.assert_code(0);
+
+    // `UK` is the everyday name of `GB`: the same campaign, resumed.
+    let same = world
+        .run(&[
+            "send",
+            "--campaign",
+            "gb",
+            "--default-region",
+            "UK",
+            "--poll-delay",
+            "300ms",
+        ])
+        .await;
+    same.assert_code(0);
+    let other = world
+        .run(&["send", "--campaign", "gb", "--default-region", "US"])
+        .await;
+    other.assert_code(2);
+    assert!(
+        other
+            .stderr
+            .contains("already exists with default region GB"),
+        "{}",
+        other.stderr
+    );
+
+    // A region changed outside bpsms is an error that says what to do, not
+    // a silent fallback to US.
+    let pool = world.read_db().await;
+    sqlx::query("UPDATE campaigns SET default_region = 'ZZ' WHERE name = 'gb'")
+        .execute(&pool)
+        .await
+        .expect("change the stored region");
+    pool.close().await;
+    let stop = world.write("stop.txt", "07700 900124\n");
+    let unreadable = world
+        .run(&["send", "--campaign", "gb", "--suppress", path_str(&stop)])
+        .await;
+    unreadable.assert_code(1);
+    assert!(
+        unreadable
+            .stderr
+            .contains("stored with the default region \"ZZ\""),
+        "{}",
+        unreadable.stderr
+    );
+    assert!(
+        unreadable.stderr.contains("restore it from a backup"),
+        "{}",
+        unreadable.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaving_at_once_exits_130_and_releases_the_campaign() {
+    // Every send is accepted but answered only long after the grace period.
+    let world = World::start(Behaviour {
+        fault_slow: 1.0,
+        slow_delay: Duration::from_secs(30),
+        ..Behaviour::fast()
+    })
+    .await;
+    let csv = world.write("r.csv", &recipients(20));
+    let mut command = world.command(&send_args(
+        "left",
+        path_str(&csv),
+        &["--shutdown-grace", "0s"],
+    ));
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().expect("start bpsms send");
+    wait_until("a send in flight", || world.stats().send_requests > 0).await;
+    let signal = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill -INT");
+    assert!(signal.success(), "kill -INT failed");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait for bpsms");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("leaving now"), "{stderr}");
+
+    let pool = world.read_db().await;
+    let n_runners: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runners")
+        .fetch_one(&pool)
+        .await
+        .expect("count runners");
+    pool.close().await;
+    assert_eq!(n_runners, 0, "the campaign was not released: {stderr}");
+}

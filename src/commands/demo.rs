@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use tokio_util::sync::CancellationToken;
 
+use super::exit::{Failure, Outcome};
+use super::export::write_export;
 use crate::api::{ApiClient, ApiConfig};
-use crate::app::{exit, write_export, Failure};
 use crate::campaign::{self, RunEnd};
 use crate::cli::{DemoArgs, ExportFormat};
 use crate::clock::now_ms;
@@ -25,12 +26,12 @@ use crate::secret::SecretString;
 use crate::store::{CampaignSettings, Store};
 
 /// The bundled recipients, so the demo runs from any directory.
-pub const SAMPLE_CSV: &str = include_str!("../samples/recipients.csv");
+const SAMPLE_CSV: &str = include_str!("../../samples/recipients.csv");
 const SAMPLE_BODY: &str =
     "Hi {{first_name}}, your appointment on {{appointment}} is confirmed. Reply STOP to opt out.";
 const SAMPLE_FROM: &str = "+16505550100";
 
-pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
+pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
     let started = Instant::now();
     let behaviour = Behaviour {
         sent_after: Duration::from_millis(500),
@@ -119,7 +120,7 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
         started.elapsed().as_secs_f64()
     );
     match end {
-        RunEnd::Finished if summary.all_final() => Ok(exit::OK),
+        RunEnd::Finished if summary.all_final() => Ok(Outcome::Done),
         _ => Err(Failure::runtime(anyhow!(
             "the demo ended before every message was final"
         ))),

@@ -1,4 +1,4 @@
-//! `bpsms check` (and `send --dry-run`): reads a CSV exactly as an import
+//! `bpsms check` and `send --dry-run`: reads a CSV exactly as an import
 //! would, into a scratch database that is thrown away, and shows what would
 //! be sent: the first rendered messages with their encoding and segments,
 //! the rows that would not be sent and why, and the totals. Nothing is sent
@@ -6,9 +6,36 @@
 
 use std::fmt;
 
+use anyhow::anyhow;
+
+use super::exit::{Failure, Outcome};
+use super::{import_failure, import_spec};
+use crate::cli::SuppressArgs;
+use crate::config::{Config, Content};
 use crate::domain::state::MessageState;
 use crate::import::{self, ImportError, ImportReport, ImportSpec};
 use crate::store::{SampleMessage, Store};
+
+pub(super) async fn run(
+    config: &Config,
+    content: &Content,
+    suppress: &SuppressArgs,
+    preview: usize,
+) -> Result<Outcome, Failure> {
+    if content.csv.is_none() {
+        return Err(Failure::usage(anyhow!(
+            "pass --csv FILE: the recipients file to check (a campaign already imported is \
+             shown by `bpsms status --campaign NAME`)"
+        )));
+    }
+    let settings = config
+        .run_settings(&Default::default(), None)
+        .map_err(Failure::usage)?;
+    let spec = import_spec("check", content, suppress, content.from.clone(), &settings)?;
+    let report = check(&spec, preview).await.map_err(import_failure)?;
+    print!("{report}");
+    Ok(Outcome::Done)
+}
 
 /// How many rows that will not be sent are listed.
 const PROBLEM_ROWS_SHOWN: i64 = 10;
@@ -16,7 +43,7 @@ const PROBLEM_ROWS_SHOWN: i64 = 10;
 const BODY_SHOWN_CHARS: usize = 320;
 
 /// What a check found.
-pub struct CheckReport {
+struct CheckReport {
     file: String,
     import: ImportReport,
     segments: i64,
@@ -25,7 +52,7 @@ pub struct CheckReport {
 }
 
 /// Checks `spec`'s file, previewing the first `preview` messages.
-pub async fn run(spec: &ImportSpec, preview: usize) -> Result<CheckReport, ImportError> {
+async fn check(spec: &ImportSpec, preview: usize) -> Result<CheckReport, ImportError> {
     let scratch = tempfile::tempdir().map_err(|source| ImportError::Open {
         path: std::env::temp_dir(),
         source,

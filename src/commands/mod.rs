@@ -1,0 +1,169 @@
+//! The subcommands, one file each: each receives settings that
+//! [`crate::config`] validated, calls the modules that do the work, and says
+//! how it ended ([`exit`]). This module dispatches and holds what several
+//! subcommands share: opening the database, finding a campaign, importing.
+//! Nothing below this layer imports from it.
+
+mod check;
+#[cfg(feature = "simulator")]
+mod demo;
+pub mod exit;
+mod export;
+mod import;
+#[cfg(feature = "simulator")]
+mod mock_server;
+mod retry;
+mod send;
+mod status;
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+
+use crate::cli::{Cli, Command, SuppressArgs};
+use crate::clock::now_ms;
+use crate::config::{Config, Content, RunSettings};
+use crate::domain::ids::CampaignName;
+use crate::domain::phone::{Region, E164};
+use crate::import::{ImportError, ImportReport, ImportSpec};
+use crate::store::{Campaign, Store, StoreError};
+use crate::suppress::SuppressionList;
+use exit::{Failure, Outcome};
+
+/// Runs one command; returns how it ended or a failure to print.
+pub async fn run(cli: Cli) -> Result<Outcome, Failure> {
+    // Loaded only by the commands that read it: the simulator's run without.
+    let config = || Config::load(&cli.global).map_err(Failure::usage);
+    match cli.command {
+        Command::Send(args) => send::send(&config()?, args).await,
+        Command::Resume(args) => send::resume(&config()?, args).await,
+        Command::Retry(args) => retry::run(&config()?, args).await,
+        Command::Import(args) => import::run(&config()?, args).await,
+        Command::Check(args) => {
+            let config = config()?;
+            let content = config.content(&args.content).map_err(Failure::usage)?;
+            check::run(&config, &content, &args.suppress, args.preview).await
+        }
+        Command::Status(args) => status::run(&config()?, args).await,
+        Command::Export(args) => export::run(&config()?, args).await,
+        #[cfg(feature = "simulator")]
+        Command::MockServer(args) => mock_server::run(args).await,
+        #[cfg(feature = "simulator")]
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Opens the database a previous command created; never creates one.
+async fn open_existing_store(config: &Config) -> Result<Store, Failure> {
+    if !config.db.exists() {
+        return Err(Failure::usage(anyhow!(
+            "no database at {}; pass --db PATH (or set BPSMS_DB) to the file a send created",
+            config.db.display()
+        )));
+    }
+    open_store(config).await
+}
+
+async fn open_store(config: &Config) -> Result<Store, Failure> {
+    Store::open(&config.db).await.map_err(Failure::runtime)
+}
+
+/// The stored campaign `name`, or a usage error naming the database.
+async fn find(store: &Store, config: &Config, name: &CampaignName) -> Result<Campaign, Failure> {
+    store.find_campaign(name.as_str()).await?.ok_or_else(|| {
+        Failure::usage(anyhow!(
+            "no campaign {:?} in {}; `bpsms status` lists the campaigns",
+            name.as_str(),
+            config.db.display()
+        ))
+    })
+}
+
+/// Imports the CSV of a new campaign.
+async fn create_campaign(
+    store: &Store,
+    name: &CampaignName,
+    content: &Content,
+    suppress: &SuppressArgs,
+    settings: &RunSettings,
+) -> Result<ImportReport, Failure> {
+    let from = content.required_from().map_err(Failure::usage)?;
+    let spec = import_spec(name.as_str(), content, suppress, Some(from), settings)?;
+    crate::import::import(store, &spec, now_ms())
+        .await
+        .map_err(import_failure)
+}
+
+/// A file the operator must fix is a usage error; a database or a machine
+/// that fails is a runtime one.
+fn import_failure(error: ImportError) -> Failure {
+    match error {
+        ImportError::Store(StoreError::CampaignExists(name)) => {
+            Failure::usage(ImportError::CampaignExists(name))
+        }
+        ImportError::Store(_) | ImportError::NoMemory(_) => Failure::runtime(error),
+        _ => Failure::usage(error),
+    }
+}
+
+/// Everything an import needs, from validated settings.
+fn import_spec(
+    campaign: &str,
+    content: &Content,
+    suppress: &SuppressArgs,
+    from: Option<E164>,
+    settings: &RunSettings,
+) -> Result<ImportSpec, Failure> {
+    let csv_path = content.csv.clone().ok_or_else(|| {
+        Failure::usage(anyhow!(
+            "campaign {campaign:?} does not exist yet; pass --csv FILE and --from E164 to create it"
+        ))
+    })?;
+    let suppression = match &suppress.path {
+        Some(path) => load_suppression(path, &content.region)?,
+        None => SuppressionList::default(),
+    };
+    Ok(ImportSpec {
+        campaign: campaign.to_owned(),
+        csv_path,
+        from,
+        body_template: content.body.clone(),
+        phone_column: content.phone_column.clone(),
+        region: content.region,
+        source: content.source,
+        suppression: Arc::new(suppression),
+        reject_over_length: content.reject_over_length,
+        settings: settings.campaign.clone(),
+    })
+}
+
+fn load_suppression(path: &std::path::Path, region: &Region) -> Result<SuppressionList, Failure> {
+    let list = SuppressionList::load(path, region).map_err(Failure::usage)?;
+    eprintln!(
+        "Suppression list {}: {} number(s)",
+        path.display(),
+        list.len()
+    );
+    if let Some(warning) = list.warning() {
+        eprintln!("Warning: {warning}");
+    }
+    Ok(list)
+}
+
+fn print_import(name: &CampaignName, report: &ImportReport) {
+    eprintln!(
+        "Imported campaign {name}: {} rows: {} to send ({} MMS), {} invalid, {} duplicate, {} suppressed",
+        report.n_rows,
+        report.n_pending,
+        report.n_mms,
+        report.n_invalid,
+        report.n_duplicate,
+        report.n_suppressed
+    );
+    if report.n_over_length > 0 {
+        eprintln!(
+            "Warning: {} message(s) are over the length providers usually accept (1600 GSM-7 or 700 UCS-2 characters); they will be sent, unless you import with --over-length reject",
+            report.n_over_length
+        );
+    }
+}

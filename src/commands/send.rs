@@ -1,0 +1,271 @@
+//! `bpsms send` and `bpsms resume`: import a new campaign or pick up a stored
+//! one, then send and track it until every message is final or the operator
+//! stops the run. Owns the shutdown: the first Ctrl-C or SIGTERM stops
+//! claiming, the second (or the end of the grace period) leaves without
+//! waiting for requests in flight; either way the run returns, releases the
+//! campaign and closes the database.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use tokio_util::sync::CancellationToken;
+
+use super::exit::{Failure, Outcome};
+use super::{check, create_campaign, load_suppression, open_store, print_import};
+use crate::api::ApiClient;
+use crate::campaign::{self, RunEnd, RunError};
+use crate::cli::{ContentArgs, ResumeArgs, RunArgs, SendArgs, SuppressArgs};
+use crate::config::{self, Config, Content, DEFAULT_SHUTDOWN_GRACE};
+use crate::domain::ids::CampaignName;
+use crate::domain::phone::{Region, E164};
+use crate::domain::state::MessageState;
+use crate::import;
+use crate::lease::Lease;
+use crate::report::Summary;
+use crate::shell::shell_word;
+use crate::store::{Campaign, Store};
+
+/// How long releasing the campaign and closing the database may take once
+/// the operator asked to leave at once.
+const LEAVING_CLEANUP_WITHIN: Duration = Duration::from_secs(2);
+
+pub(super) async fn send(config: &Config, args: SendArgs) -> Result<Outcome, Failure> {
+    let content = config
+        .content(&args.campaign.content)
+        .map_err(Failure::usage)?;
+    if args.dry_run {
+        return check::run(config, &content, &args.run.suppress, 5).await;
+    }
+    let name = config::campaign_name(&args.campaign.campaign).map_err(Failure::usage)?;
+    send_campaign(config, &name, &content, &args.run).await
+}
+
+/// `resume` is `send` without content flags.
+pub(super) async fn resume(config: &Config, args: ResumeArgs) -> Result<Outcome, Failure> {
+    let content = config
+        .content(&ContentArgs::default())
+        .map_err(Failure::usage)?;
+    let name = config::campaign_name(&args.campaign).map_err(Failure::usage)?;
+    send_campaign(config, &name, &content, &args.run).await
+}
+
+async fn send_campaign(
+    config: &Config,
+    name: &CampaignName,
+    content: &Content,
+    run: &RunArgs,
+) -> Result<Outcome, Failure> {
+    let store = open_store(config).await?;
+    let existing = store.find_campaign(name.as_str()).await?;
+    let run_settings = config
+        .run_settings(run, existing.as_ref().map(|c| &c.settings))
+        .map_err(Failure::usage)?;
+    // Check the API settings before importing: a typo in the environment
+    // should not leave a half-configured campaign behind.
+    let api_config = config.api(run).map_err(Failure::usage)?;
+    let campaign = match existing {
+        Some(campaign) => {
+            check_same_campaign(&campaign, content)?;
+            suppress_unsent(&store, &campaign, &run.suppress).await?;
+            campaign
+        }
+        None => {
+            let report =
+                create_campaign(&store, name, content, &run.suppress, &run_settings).await?;
+            print_import(name, &report);
+            store
+                .find_campaign(name.as_str())
+                .await?
+                .ok_or_else(|| Failure::runtime(anyhow!("the imported campaign vanished")))?
+        }
+    };
+    let api = Arc::new(ApiClient::new(api_config).context("failed to set up the HTTP client")?);
+    let lease = Lease::acquire(&store, campaign.id, &campaign.name).await?;
+    let cancel = CancellationToken::new();
+    let grace = run.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+    let ended = tokio::select! {
+        result = campaign::run(&store, api, &campaign, &run_settings, cancel.clone(), lease.lost()) => Some(result),
+        () = stop_on_signals(cancel, grace) => None,
+    };
+    let Some(result) = ended else {
+        // The requests still in flight are abandoned with the run; what they
+        // would have recorded is recovered at the next start.
+        let cleanup = async {
+            lease.release().await;
+            store.close().await;
+        };
+        if tokio::time::timeout(LEAVING_CLEANUP_WITHIN, cleanup)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database was not closed in time; leaving anyway");
+        }
+        return Ok(Outcome::LeftAtOnce);
+    };
+    lease.release().await;
+    // A run stopped by a database error may leave the database unreadable
+    // for now: its error is the one to report.
+    let summary = Summary::load(&store, &campaign).await;
+    store.close().await;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(error) => {
+            return Err(Failure::runtime(match result {
+                Err(run_error) => anyhow::Error::from(run_error),
+                Ok(_) => error.into(),
+            }))
+        }
+    };
+    print!("{}", summary.render());
+    match result {
+        Ok(RunEnd::Finished) if summary.all_final() => Ok(Outcome::Done),
+        Ok(RunEnd::Finished) => Err(Failure::runtime(anyhow!(
+            "the run ended with messages not yet final; run the same command again to continue"
+        ))),
+        Ok(RunEnd::Interrupted) => {
+            eprintln!(
+                "Interrupted. {} message(s) wait to be sent and {} to be tracked. Resume with:\n  bpsms send --campaign {}",
+                summary.count(MessageState::Pending),
+                summary.n_tracked,
+                shell_word(&campaign.name)
+            );
+            Ok(Outcome::Interrupted)
+        }
+        Err(RunError::Config(fatal)) => Err(Failure::usage(anyhow!(
+            "{fatal}\nThe campaign is saved; after fixing this, run the same command again to resume."
+        ))),
+        Err(error) => Err(Failure::runtime(error)),
+    }
+}
+
+/// Applies `--suppress` to a stored campaign: messages not yet sent whose
+/// number is on the list are never sent.
+async fn suppress_unsent(
+    store: &Store,
+    campaign: &Campaign,
+    suppress: &SuppressArgs,
+) -> Result<(), Failure> {
+    let Some(path) = &suppress.path else {
+        return Ok(());
+    };
+    let region = stored(
+        campaign,
+        "default region",
+        &campaign.default_region,
+        Region::parse,
+    )?;
+    let list = load_suppression(path, &region)?;
+    let n = store.suppress_pending(campaign.id, list.entries()).await?;
+    eprintln!("Suppressed {n} message(s) not yet sent");
+    Ok(())
+}
+
+/// Refuses a resume whose flags say something else than the stored campaign.
+/// Numbers and regions compare as values: `--default-region UK` is the `GB`
+/// a campaign was imported with.
+fn check_same_campaign(campaign: &Campaign, content: &Content) -> Result<(), Failure> {
+    let refuse = |what: String| {
+        Failure::usage(anyhow!(
+            "campaign {:?} already exists with {what}; a campaign's recipients and text cannot change. \
+             Drop the flag to resume it, or choose a new --campaign name",
+            campaign.name
+        ))
+    };
+    if let Some(path) = &content.csv {
+        let sha = import::file_sha256(path).map_err(Failure::usage)?;
+        if sha != campaign.csv_sha256 {
+            return Err(refuse(format!(
+                "a different file ({} was imported; {} differs)",
+                campaign.csv_path,
+                path.display()
+            )));
+        }
+    }
+    if let Some(from) = &content.from {
+        let stored_from = stored(
+            campaign,
+            "sender",
+            &campaign.from_number,
+            E164::parse_sender,
+        )?;
+        if *from != stored_from {
+            return Err(refuse(format!("sender {stored_from}")));
+        }
+    }
+    if let Some(body) = &content.body {
+        if campaign.body_template.as_deref() != Some(body.as_str()) {
+            return Err(refuse(match &campaign.body_template {
+                Some(stored) => format!("the body {stored:?}"),
+                None => "each row's body column as its text".into(),
+            }));
+        }
+    }
+    if let Some(column) = &content.phone_column {
+        if !column.trim().eq_ignore_ascii_case(&campaign.phone_column) {
+            return Err(refuse(format!("phone column {:?}", campaign.phone_column)));
+        }
+    }
+    if let Some(region) = content.region_flag {
+        let stored_region = stored(
+            campaign,
+            "default region",
+            &campaign.default_region,
+            Region::parse,
+        )?;
+        if region != stored_region {
+            return Err(refuse(format!("default region {stored_region}")));
+        }
+    }
+    Ok(())
+}
+
+/// A value the campaign was imported with, read back as the type it was
+/// validated into. One that does not read was changed outside bpsms.
+fn stored<T, E: Display>(
+    campaign: &Campaign,
+    what: &str,
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, Failure> {
+    parse(raw).map_err(|error| {
+        Failure::runtime(anyhow!(
+            "campaign {:?} is stored with the {what} {raw:?}, which bpsms cannot read ({error}); \
+             the database was changed outside bpsms: restore it from a backup, or import the CSV \
+             again under a new --campaign name",
+            campaign.name
+        ))
+    })
+}
+
+/// First Ctrl-C or SIGTERM: stop claiming, let requests in flight finish
+/// within `grace`. Returns at a second signal, or at the end of the grace
+/// period, when the run must be left at once.
+async fn stop_on_signals(cancel: CancellationToken, grace: Duration) {
+    wait_for_signal().await;
+    eprintln!(
+        "\nStopping: waiting up to {}s for requests in flight (press Ctrl-C again to leave at once)…",
+        grace.as_secs()
+    );
+    cancel.cancel();
+    tokio::select! {
+        _ = wait_for_signal() => eprintln!("Leaving now."),
+        _ = tokio::time::sleep(grace) => eprintln!("Requests still in flight after {}s; leaving now.", grace.as_secs()),
+    }
+    eprintln!("Messages still in flight become `unknown` at the next start; resume with the same command.");
+}
+
+/// The next Ctrl-C, or SIGTERM where there is one.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
