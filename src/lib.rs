@@ -41,5 +41,6 @@ pub mod sender;
 pub mod store;
 pub mod suppress;
 pub mod tracker;
+pub mod worker;
 
 pub use app::run;

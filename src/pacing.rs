@@ -1,23 +1,39 @@
-//! How fast to send: the hard ceiling of `--rate`, the adaptive rate when the
-//! API pushes back (AIMD), the back-off with full jitter, and the circuit
-//! breaker. Pure state machines: time comes in as an argument, so they are
+//! How fast to send and poll: the even schedule, the hard ceiling of
+//! `--rate`, the adaptive rate when the API pushes back (AIMD), the back-off
+//! with full jitter, and the circuit breaker. Pure state machines: time comes in as an argument, so they are
 //! tested without sleeping.
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 
-/// A token bucket of `rate` per second without bursts: the hard ceiling of
-/// polls.
-pub fn limiter(rate: f64) -> DefaultDirectRateLimiter {
-    let period = Duration::from_secs_f64(1.0 / rate.max(0.001)).max(Duration::from_nanos(1));
-    let quota = Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::MIN);
-    RateLimiter::direct(quota)
+/// An even schedule at a rate given turn by turn: each turn comes one
+/// interval after the one before. A turn taken late pushes the schedule back
+/// only beyond `max_lag`: a short stall is made up (within the ceiling, for
+/// sends), a long one is not followed by a burst. With no lag allowed it is
+/// a token bucket without bursts (polls).
+#[derive(Debug, Clone)]
+pub struct EvenSchedule {
+    next: Instant,
+    max_lag: Duration,
+}
+
+impl EvenSchedule {
+    pub fn new(now: Instant, max_lag: Duration) -> EvenSchedule {
+        EvenSchedule { next: now, max_lag }
+    }
+
+    /// The next turn, as seen at `now`.
+    pub fn turn(&self, now: Instant) -> Instant {
+        self.next.max(now.checked_sub(self.max_lag).unwrap_or(now))
+    }
+
+    /// Takes the turn at `turn`; the next one comes after one interval at
+    /// `rate` per second.
+    pub fn take(&mut self, turn: Instant, rate: f64) {
+        self.next = turn + Duration::from_secs_f64(1.0 / rate.max(0.001));
+    }
 }
 
 /// Sends the ceiling remembers at most: rates above this many per second are
@@ -235,6 +251,24 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schedule_is_even_and_makes_up_only_a_short_stall() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut sends = EvenSchedule::new(start, ms(250));
+        assert_eq!(sends.turn(start), start);
+        sends.take(start, 10.0);
+        assert_eq!(sends.turn(start), start + ms(100));
+        // Taken 50 ms late: the next turn keeps the schedule.
+        sends.take(sends.turn(start + ms(150)), 10.0);
+        assert_eq!(sends.turn(start + ms(150)), start + ms(200));
+        // A stall of a second: only the last 250 ms are made up.
+        assert_eq!(sends.turn(start + ms(1200)), start + ms(950));
+        let mut polls = EvenSchedule::new(start, Duration::ZERO);
+        polls.take(start, 2.0);
+        assert_eq!(polls.turn(start + ms(1200)), start + ms(1200));
+    }
 
     #[test]
     fn the_ceiling_allows_the_rate_in_any_second_and_no_more() {
