@@ -9,7 +9,7 @@
 //! claimed message always reaches a request or goes back to the queue.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -52,7 +52,7 @@ pub trait Worker {
 
 /// Requests in flight, their cap, and the first error that stops the run.
 pub struct Harness<E> {
-    slots: std::sync::Arc<Semaphore>,
+    slots: Arc<Semaphore>,
     tasks: TaskTracker,
     /// The first error that must stop the run; later ones are its echoes.
     first_error: Mutex<Option<E>>,
@@ -63,7 +63,7 @@ impl<E> Harness<E> {
     /// A harness that lets at most `concurrency` requests be in flight.
     pub fn new(concurrency: u32) -> Harness<E> {
         Harness {
-            slots: std::sync::Arc::new(Semaphore::new(concurrency.max(1) as usize)),
+            slots: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
             tasks: TaskTracker::new(),
             first_error: Mutex::new(None),
             stopped: CancellationToken::new(),
