@@ -19,11 +19,6 @@ impl Now {
             unix_ms: now_ms(),
         }
     }
-
-    /// How long from this reading until `unix_ms` (zero if it is past).
-    pub fn until(&self, unix_ms: i64) -> Duration {
-        Duration::from_millis(u64::try_from(unix_ms.saturating_sub(self.unix_ms)).unwrap_or(0))
-    }
 }
 
 /// Milliseconds since the Unix epoch.

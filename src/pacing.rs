@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+/// The resolution of tokio's timers: a turn less than one tick away is
+/// taken now (the turns still add up to the rate over any second).
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 /// An even schedule at a rate given turn by turn: each turn comes one
 /// interval after the one before. A turn taken late pushes the schedule back
 /// only beyond `max_lag`: a short stall is made up (within the ceiling, for
@@ -24,15 +28,24 @@ impl EvenSchedule {
         EvenSchedule { next: now, max_lag }
     }
 
-    /// The next turn, as seen at `now`.
-    pub fn turn(&self, now: Instant) -> Instant {
+    fn turn(&self, now: Instant) -> Instant {
         self.next.max(now.checked_sub(self.max_lag).unwrap_or(now))
     }
 
-    /// Takes the turn at `turn`; the next one comes after one interval at
-    /// `rate` per second.
-    pub fn take(&mut self, turn: Instant, rate: f64) {
-        self.next = turn + Duration::from_secs_f64(1.0 / rate.max(0.001));
+    /// Until when the next turn waits, as seen at `now`; `None`: it is now.
+    pub fn wait(&self, now: Instant) -> Option<Instant> {
+        Some(self.turn(now)).filter(|&turn| turn > now + TIMER_TICK)
+    }
+
+    /// Takes the turn due at `now`; the next one comes one interval at
+    /// `rate` per second later.
+    pub fn take(&mut self, now: Instant, rate: f64) {
+        self.next = self.turn(now) + Duration::from_secs_f64(1.0 / rate.max(0.001));
+    }
+
+    /// No turn comes before `until`.
+    pub fn pause_until(&mut self, until: Instant) {
+        self.next = self.next.max(until);
     }
 }
 
@@ -257,17 +270,28 @@ mod tests {
         let start = Instant::now();
         let ms = Duration::from_millis;
         let mut sends = EvenSchedule::new(start, ms(250));
-        assert_eq!(sends.turn(start), start);
+        assert_eq!(sends.wait(start), None);
         sends.take(start, 10.0);
-        assert_eq!(sends.turn(start), start + ms(100));
+        assert_eq!(sends.wait(start), Some(start + ms(100)));
         // Taken 50 ms late: the next turn keeps the schedule.
-        sends.take(sends.turn(start + ms(150)), 10.0);
-        assert_eq!(sends.turn(start + ms(150)), start + ms(200));
-        // A stall of a second: only the last 250 ms are made up.
-        assert_eq!(sends.turn(start + ms(1200)), start + ms(950));
+        sends.take(start + ms(150), 10.0);
+        assert_eq!(sends.wait(start + ms(150)), Some(start + ms(200)));
+        // Less than a timer tick away is now.
+        assert_eq!(sends.wait(start + ms(199)), None);
+        // After a stall of a second only the last 250 ms are made up: two
+        // turns at once, then the schedule again.
+        let late = start + ms(1200);
+        for _ in 0..3 {
+            assert_eq!(sends.wait(late), None);
+            sends.take(late, 10.0);
+        }
+        assert_eq!(sends.wait(late), Some(start + ms(1250)));
+        sends.pause_until(start + ms(3000));
+        assert_eq!(sends.wait(start + ms(1200)), Some(start + ms(3000)));
         let mut polls = EvenSchedule::new(start, Duration::ZERO);
         polls.take(start, 2.0);
-        assert_eq!(polls.turn(start + ms(1200)), start + ms(1200));
+        polls.take(start + ms(1200), 2.0);
+        assert_eq!(polls.wait(start + ms(1200)), Some(start + ms(1700)));
     }
 
     #[test]

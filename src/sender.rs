@@ -30,8 +30,6 @@ use crate::worker::{self, Harness, Step, Worker};
 
 /// Consecutive "could not connect" answers after which the run stops.
 const MAX_CONSECUTIVE_UNREACHABLE: u32 = 8;
-/// The resolution of tokio's timers.
-const TIMER_TICK: Duration = Duration::from_millis(1);
 /// Most messages claimed (durably `sending`) in one transaction. With the
 /// next batch claimed ahead, at most two batches wait unsent at any moment:
 /// what a crash can leave `unknown` beyond the requests in flight.
@@ -365,10 +363,9 @@ impl Shared {
 /// When requests may leave, and what the answers say about the API: pure
 /// state, given the time.
 struct Pacing {
-    /// The even schedule at the adaptive rate.
+    /// The even schedule at the adaptive rate, paused by a 429 or an
+    /// unreachable API.
     schedule: EvenSchedule,
-    /// No request leaves before this instant (429, unreachable API).
-    pause_until: Instant,
     /// The hard ceiling: the configured rate, whatever the adaptive one.
     ceiling: RateCeiling,
     rate: AdaptiveRate,
@@ -394,7 +391,6 @@ impl Pacing {
     fn new(rate: f64, breaker: CircuitBreaker, now: Instant, rng: SmallRng) -> Pacing {
         Pacing {
             schedule: EvenSchedule::new(now, MAX_SCHEDULE_LAG),
-            pause_until: now,
             ceiling: RateCeiling::new(rate),
             rate: AdaptiveRate::new(rate, now),
             backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
@@ -405,27 +401,17 @@ impl Pacing {
         }
     }
 
-    /// The next turn of the schedule, after any pause.
-    fn turn(&self, now: Instant) -> Instant {
-        self.schedule.turn(now).max(self.pause_until)
-    }
-
     /// Until when the next request must wait, as seen at `now`; `None`: it
-    /// may leave now. Timers tick in milliseconds: a turn less than one tick
-    /// away is taken now (the turns still add up to the rate over any
-    /// second); the ceiling is never anticipated.
+    /// may leave now.
     fn wait(&self, now: Instant) -> Option<Instant> {
-        let turn = self.turn(now);
-        if turn > now + TIMER_TICK {
-            return Some(turn);
-        }
-        self.ceiling.earliest().filter(|&earliest| earliest > now)
+        self.schedule
+            .wait(now)
+            .or_else(|| self.ceiling.earliest().filter(|&earliest| earliest > now))
     }
 
     /// Notes a request that left at `now`.
     fn sent(&mut self, now: Instant) {
-        let turn = self.turn(now);
-        self.schedule.take(turn, self.rate.current());
+        self.schedule.take(now, self.rate.current());
         self.ceiling.record(now);
     }
 
@@ -453,7 +439,7 @@ impl Pacing {
                     }
                 }
                 tracing::warn!("not accepted ({detail}); pausing sends for {wait:?}");
-                self.pause_until = self.pause_until.max(now + wait);
+                self.schedule.pause_until(now + wait);
             }
             SendOutcome::Fatal(error) => answered.stop = Some(SendError::Fatal(error.clone())),
             SendOutcome::Accepted { .. } => {
@@ -644,9 +630,9 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn pacing(rate: f64) -> Pacing {
+    fn pacing(rate: f64, start: Instant) -> Pacing {
         let breaker = CircuitBreaker::new(100, 0.5);
-        Pacing::new(rate, breaker, Instant::now(), SmallRng::seed_from_u64(7))
+        Pacing::new(rate, breaker, start, SmallRng::seed_from_u64(7))
     }
 
     fn rate_limited(retry_after: Option<Duration>) -> SendOutcome {
@@ -659,8 +645,8 @@ mod tests {
 
     #[test]
     fn sends_leave_on_an_even_schedule_under_the_ceiling() {
-        let mut pacing = pacing(2.0);
-        let start = pacing.pause_until;
+        let start = Instant::now();
+        let mut pacing = pacing(2.0, start);
         assert_eq!(pacing.wait(start), None);
         pacing.sent(start);
         assert_eq!(pacing.wait(start), Some(start + 500 * MS));
@@ -675,8 +661,8 @@ mod tests {
 
     #[test]
     fn a_429_pauses_sends_and_halves_the_rate() {
-        let mut pacing = pacing(10.0);
-        let start = pacing.pause_until;
+        let start = Instant::now();
+        let mut pacing = pacing(10.0, start);
         pacing.sent(start);
         let answered = pacing.after_answer(&rate_limited(Some(2000 * MS)), start + 50 * MS);
         assert_eq!(answered.new_rate, Some(5.0));
@@ -688,13 +674,14 @@ mod tests {
         // Without Retry-After the pause is a jittered back-off.
         let answered = pacing.after_answer(&rate_limited(None), start + 2100 * MS);
         assert_eq!(answered.new_rate, Some(2.5));
-        assert!(pacing.pause_until <= start + 3100 * MS);
+        let resumes = pacing.wait(start + 2100 * MS).expect("paused");
+        assert!(resumes <= start + 3100 * MS, "{resumes:?}");
     }
 
     #[test]
     fn an_unreachable_api_stops_the_run() {
-        let mut pacing = pacing(10.0);
-        let now = pacing.pause_until;
+        let now = Instant::now();
+        let mut pacing = pacing(10.0, now);
         let unreachable = SendOutcome::NotAccepted {
             detail: "connection refused".into(),
             rate_limited: false,

@@ -31,8 +31,6 @@ use crate::worker::{self, Harness, Step, Worker};
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// How long to sleep at most before looking at the schedule again.
 const IDLE_WAKE: Duration = Duration::from_millis(250);
-/// The resolution of tokio's timers.
-const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// What the tracker needs.
 pub struct TrackContext {
@@ -140,7 +138,10 @@ impl Tracker {
         if next.is_none() && no_polls_in_flight && done_sending {
             return Ok(Step::Done);
         }
-        let wait = next.map_or(IDLE_WAKE, |at| now.until(at).min(IDLE_WAKE));
+        let until_next = |at: i64| u64::try_from(at.saturating_sub(now.unix_ms)).unwrap_or(0);
+        let wait = next.map_or(IDLE_WAKE, |at| {
+            Duration::from_millis(until_next(at)).min(IDLE_WAKE)
+        });
         Ok(Step::Idle {
             until: now.instant + wait,
         })
@@ -156,12 +157,11 @@ impl Worker for Tracker {
         if self.due.is_empty() {
             return self.claim_due(now).await;
         }
-        let turn = self.schedule.turn(now.instant);
-        if turn > now.instant + TIMER_TICK {
-            return Ok(Step::Paced { until: turn });
+        if let Some(until) = self.schedule.wait(now.instant) {
+            return Ok(Step::Paced { until });
         }
         if let Some(message) = self.due.pop_front() {
-            self.schedule.take(turn, self.rate);
+            self.schedule.take(now.instant, self.rate);
             let shared = self.shared.clone();
             self.shared
                 .harness
