@@ -11,7 +11,7 @@ use crate::api::{ApiClient, FatalError};
 use crate::clock::{duration_ms, now_ms};
 use crate::config::RunSettings;
 use crate::progress::{self, Counters};
-use crate::recorder::Recorder;
+use crate::recorder::{Recorder, RecorderTask};
 use crate::sender::{SendContext, SendError, Sender};
 use crate::store::{Campaign, Store, StoreError};
 use crate::tracker::{self, TrackContext, TrackError};
@@ -99,15 +99,14 @@ pub async fn run(
     });
     let sending_done = Arc::new(AtomicBool::new(false));
     let sending = {
-        let stop = stop.clone();
-        let sending_done = sending_done.clone();
+        let (stop, sending_done) = (stop.clone(), sending_done.clone());
         let counters = counters.clone();
         async move {
             let started = std::time::Instant::now();
             let result = sender.run_until_stopped(stop.clone()).await;
             // Every answer is written before the tracker may conclude that
             // nothing is left to track.
-            let recorded = send_recording.finish().await;
+            let result = settle(result, send_recording, &stop).await;
             sending_done.store(true, Ordering::Release);
             let answered = counters.answered_sends();
             let seconds = started.elapsed().as_secs_f64();
@@ -115,13 +114,7 @@ pub async fn run(
                 "sending finished: {answered} send answers recorded in {seconds:.3} s ({:.0}/s)",
                 answered as f64 / seconds.max(1e-9)
             );
-            if result.is_err() || recorded.is_err() {
-                stop.cancel();
-            }
-            // A failed write is the root cause of whatever followed it.
-            recorded
-                .map_err(RunError::from)
-                .and(result.map_err(RunError::from))
+            result
         }
     };
 
@@ -141,14 +134,7 @@ pub async fn run(
         let stop = stop.clone();
         async move {
             let result = tracker::run_until_done(ctx, sending_done, stop.clone()).await;
-            let recorded = track_recording.finish().await;
-            if result.is_err() || recorded.is_err() {
-                stop.cancel();
-            }
-            // A failed write is the root cause of whatever followed it.
-            recorded
-                .map_err(RunError::from)
-                .and(result.map_err(RunError::from))
+            settle(result, track_recording, &stop).await
         }
     };
 
@@ -185,6 +171,23 @@ pub async fn run(
     } else {
         RunEnd::Finished
     })
+}
+
+/// Ends one loop: waits until its answers are written, and stops the other
+/// loop when this one failed.
+async fn settle(
+    result: Result<(), impl Into<RunError>>,
+    recording: RecorderTask,
+    stop: &CancellationToken,
+) -> Result<(), RunError> {
+    let recorded = recording.finish().await;
+    if result.is_err() || recorded.is_err() {
+        stop.cancel();
+    }
+    // A failed write is the root cause of whatever followed it.
+    recorded
+        .map_err(RunError::from)
+        .and(result.map_err(Into::into))
 }
 
 impl From<SendError> for RunError {

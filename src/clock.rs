@@ -1,7 +1,25 @@
 //! Wall-clock time as Unix milliseconds. Only the edges of the program call
-//! [`now_ms`]; everything below takes `now` as an argument so tests control it.
+//! [`now_ms`] or [`Now::read`]; everything below takes `now` as an argument
+//! so tests control it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One reading of the clock, in both forms the workers need: an instant to
+/// pace and wait by, and Unix milliseconds to store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub instant: Instant,
+    pub unix_ms: i64,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now {
+            instant: Instant::now(),
+            unix_ms: now_ms(),
+        }
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -43,5 +43,6 @@ pub mod shell;
 pub mod store;
 pub mod suppress;
 pub mod tracker;
+pub mod worker;
 
 pub use commands::run;

@@ -1,23 +1,52 @@
-//! How fast to send: the hard ceiling of `--rate`, the adaptive rate when the
-//! API pushes back (AIMD), the back-off with full jitter, and the circuit
-//! breaker. Pure state machines: time comes in as an argument, so they are
+//! How fast to send and poll: the even schedule, the hard ceiling of
+//! `--rate`, the adaptive rate when the API pushes back (AIMD), the back-off
+//! with full jitter, and the circuit breaker. Pure state machines: time comes in as an argument, so they are
 //! tested without sleeping.
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 
-/// A token bucket of `rate` per second without bursts: the hard ceiling of
-/// polls.
-pub fn limiter(rate: f64) -> DefaultDirectRateLimiter {
-    let period = Duration::from_secs_f64(1.0 / rate.max(0.001)).max(Duration::from_nanos(1));
-    let quota = Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::MIN);
-    RateLimiter::direct(quota)
+/// The resolution of tokio's timers: a turn less than one tick away is
+/// taken now (the turns still add up to the rate over any second).
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
+/// An even schedule at a rate given turn by turn: each turn comes one
+/// interval after the one before. A turn taken late pushes the schedule back
+/// only beyond `max_lag`: a short stall is made up (within the ceiling, for
+/// sends), a long one is not followed by a burst. With no lag allowed it is
+/// a token bucket without bursts (polls).
+#[derive(Debug, Clone)]
+pub struct EvenSchedule {
+    next: Instant,
+    max_lag: Duration,
+}
+
+impl EvenSchedule {
+    pub fn new(now: Instant, max_lag: Duration) -> EvenSchedule {
+        EvenSchedule { next: now, max_lag }
+    }
+
+    fn turn(&self, now: Instant) -> Instant {
+        self.next.max(now.checked_sub(self.max_lag).unwrap_or(now))
+    }
+
+    /// Until when the next turn waits, as seen at `now`; `None`: it is now.
+    pub fn wait(&self, now: Instant) -> Option<Instant> {
+        Some(self.turn(now)).filter(|&turn| turn > now + TIMER_TICK)
+    }
+
+    /// Takes the turn due at `now`; the next one comes one interval at
+    /// `rate` per second later.
+    pub fn take(&mut self, now: Instant, rate: f64) {
+        self.next = self.turn(now) + Duration::from_secs_f64(1.0 / rate.max(0.001));
+    }
+
+    /// No turn comes before `until`.
+    pub fn pause_until(&mut self, until: Instant) {
+        self.next = self.next.max(until);
+    }
 }
 
 /// Sends the ceiling remembers at most: rates above this many per second are
@@ -235,6 +264,35 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schedule_is_even_and_makes_up_only_a_short_stall() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut sends = EvenSchedule::new(start, ms(250));
+        assert_eq!(sends.wait(start), None);
+        sends.take(start, 10.0);
+        assert_eq!(sends.wait(start), Some(start + ms(100)));
+        // Taken 50 ms late: the next turn keeps the schedule.
+        sends.take(start + ms(150), 10.0);
+        assert_eq!(sends.wait(start + ms(150)), Some(start + ms(200)));
+        // Less than a timer tick away is now.
+        assert_eq!(sends.wait(start + ms(199)), None);
+        // After a stall of a second only the last 250 ms are made up: two
+        // turns at once, then the schedule again.
+        let late = start + ms(1200);
+        for _ in 0..3 {
+            assert_eq!(sends.wait(late), None);
+            sends.take(late, 10.0);
+        }
+        assert_eq!(sends.wait(late), Some(start + ms(1250)));
+        sends.pause_until(start + ms(3000));
+        assert_eq!(sends.wait(start + ms(1200)), Some(start + ms(3000)));
+        let mut polls = EvenSchedule::new(start, Duration::ZERO);
+        polls.take(start, 2.0);
+        polls.take(start + ms(1200), 2.0);
+        assert_eq!(polls.wait(start + ms(1200)), Some(start + ms(1700)));
+    }
 
     #[test]
     fn the_ceiling_allows_the_rate_in_any_second_and_no_more() {

@@ -1,9 +1,15 @@
 //! Group commit: workers hand their [`Change`]s to one recorder task, which
 //! writes whatever has queued up in one transaction. One commit then covers
 //! many answers, which is what lets a campaign go faster than the disk's
-//! fsync rate. The sender's claims ride in the same transactions, so a
+//! fsync rate. The workers' claims ride in the same transactions, so a
 //! claim never waits for the database behind the answers.
+//!
+//! Both workers claim this way, each through its own recorder: the sender
+//! needs it (a claim made beside the recorder would wait for the one
+//! connection behind its transactions, which costs the send rate), and the
+//! tracker then follows the same path rather than a second one.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -11,21 +17,60 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::store::{Change, Claim, ClaimedMessage, Store, StoreError};
+use crate::store::{Change, Claim, ClaimedMessage, DueClaim, DueMessage, Store, StoreError};
 
 /// Most changes written in one transaction.
 const MAX_BATCH: usize = 1024;
 
-/// The sending side, cloned into every worker task.
-#[derive(Clone)]
-pub struct Recorder {
-    tx: mpsc::UnboundedSender<Item>,
+/// What a recorder claims in its transactions: messages to send
+/// ([`Claim`]) or polls that are due ([`DueClaim`]).
+pub trait ClaimKind: Sized + Send + 'static {
+    type Claimed: Send + 'static;
+
+    /// Applies `changes`, then makes `claims`, in one transaction.
+    fn apply_and_claim(
+        store: &Store,
+        changes: &[Change],
+        claims: &[Self],
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<Vec<Self::Claimed>>, StoreError>> + Send;
+}
+
+impl ClaimKind for Claim {
+    type Claimed = ClaimedMessage;
+
+    fn apply_and_claim(
+        store: &Store,
+        changes: &[Change],
+        claims: &[Claim],
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<Vec<ClaimedMessage>>, StoreError>> + Send {
+        store.apply_and_claim(changes, claims, now)
+    }
+}
+
+impl ClaimKind for DueClaim {
+    type Claimed = DueMessage;
+
+    fn apply_and_claim(
+        store: &Store,
+        changes: &[Change],
+        claims: &[DueClaim],
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<Vec<DueMessage>>, StoreError>> + Send {
+        store.apply_and_claim_due(changes, claims, now)
+    }
+}
+
+/// The workers' side of one recorder, whose claims are `C`.
+pub struct Recorder<C: ClaimKind> {
+    tx: mpsc::UnboundedSender<Item<C>>,
     applied: Arc<Notify>,
 }
 
-enum Item {
+enum Item<C: ClaimKind> {
     Change(Change),
-    Claim(Claim, oneshot::Sender<Vec<ClaimedMessage>>),
+    Claim(C, oneshot::Sender<Vec<C::Claimed>>),
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
 }
@@ -35,10 +80,10 @@ pub struct RecorderTask {
     handle: JoinHandle<Result<(), StoreError>>,
 }
 
-impl Recorder {
+impl<C: ClaimKind> Recorder<C> {
     /// Starts the recorder task; a failed write cancels `stop_on_error`, so
     /// the workers stop instead of sending what can no longer be recorded.
-    pub fn start(store: Store, stop_on_error: CancellationToken) -> (Recorder, RecorderTask) {
+    pub fn start(store: Store, stop_on_error: CancellationToken) -> (Recorder<C>, RecorderTask) {
         let (tx, rx) = mpsc::unbounded_channel();
         let applied = Arc::new(Notify::new());
         let handle = tokio::spawn(record(store, rx, applied.clone(), stop_on_error));
@@ -52,14 +97,13 @@ impl Recorder {
         let _ = self.tx.send(Item::Change(change));
     }
 
-    /// Claims messages for sending in the next transaction, after the
-    /// changes queued before this call. Resolves to the claimed messages, or
-    /// to an error when the recorder died (its own error, the cause, comes
-    /// from [`RecorderTask::finish`]).
+    /// Claims in the next transaction, after the changes queued before this
+    /// call. Resolves to what was claimed, or to an error when the recorder
+    /// died (its own error, the cause, comes from [`RecorderTask::finish`]).
     pub fn claim(
         &self,
-        claim: Claim,
-    ) -> impl std::future::Future<Output = Result<Vec<ClaimedMessage>, StoreError>> {
+        claim: C,
+    ) -> impl Future<Output = Result<Vec<C::Claimed>, StoreError>> + Send + Sync + 'static {
         let (reply, claimed) = oneshot::channel();
         let _ = self.tx.send(Item::Claim(claim, reply));
         async move {
@@ -82,11 +126,6 @@ impl Recorder {
     pub async fn applied(&self) {
         self.applied.notified().await;
     }
-
-    /// True when the recorder stopped on an error.
-    pub fn is_dead(&self) -> bool {
-        self.tx.is_closed()
-    }
 }
 
 impl RecorderTask {
@@ -102,9 +141,9 @@ impl RecorderTask {
     }
 }
 
-async fn record(
+async fn record<C: ClaimKind>(
     store: Store,
-    mut rx: mpsc::UnboundedReceiver<Item>,
+    mut rx: mpsc::UnboundedReceiver<Item<C>>,
     applied: Arc<Notify>,
     stop_on_error: CancellationToken,
 ) -> Result<(), StoreError> {
@@ -124,7 +163,7 @@ async fn record(
             }
         }
         let wrote = !changes.is_empty();
-        let result = store.apply_and_claim(&changes, &claims, now_ms()).await;
+        let result = C::apply_and_claim(&store, &changes, &claims, now_ms()).await;
         changes.clear();
         claims.clear();
         let result = result.map(|claimed| {

@@ -1,35 +1,35 @@
-//! The send loop: claims pending messages (durably `sending`), paces the
+//! The sender: claims pending messages (durably `sending`), paces the
 //! requests on an even schedule under the hard ceiling of `--rate`, caps
 //! those in flight, and turns each answer into a [`Change`] for the
 //! recorder.
 //!
-//! The loop is [`try_send_next`] (one message) inside [`run_until_stopped`].
-//! A stop cuts only waits short: a claimed message is either sent or put
-//! back in the queue, and a request that left is always answered and
-//! recorded.
+//! It is a [`Worker`]: its step sends one message, or claims the next
+//! batch, at a `now` it is given; [`crate::worker`] runs the loop. A stop
+//! cuts only waits short: a claimed message is either sent or put back in
+//! the queue, and a request that left is always answered and recorded.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::api::{ApiClient, FatalError, SendOutcome};
-use crate::clock::{duration_ms, now_ms};
+use crate::clock::{duration_ms, Now};
 use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, RemoteStatus};
-use crate::pacing::{AdaptiveRate, Backoff, CircuitBreaker, RateCeiling};
+use crate::pacing::{AdaptiveRate, Backoff, CircuitBreaker, EvenSchedule, RateCeiling};
 use crate::progress::Counters;
 use crate::recorder::Recorder;
 use crate::store::{Change, Claim, ClaimedMessage, Store, StoreError};
+use crate::worker::{self, Harness, Step, Worker};
 
 /// Consecutive "could not connect" answers after which the run stops.
 const MAX_CONSECUTIVE_UNREACHABLE: u32 = 8;
-/// The resolution of tokio's timers.
-const TIMER_TICK: Duration = Duration::from_millis(1);
 /// Most messages claimed (durably `sending`) in one transaction. With the
 /// next batch claimed ahead, at most two batches wait unsent at any moment:
 /// what a crash can leave `unknown` beyond the requests in flight.
@@ -40,16 +40,19 @@ const CLAIM_PER_SLOT: usize = 4;
 /// up: a short stall is made up (within the ceiling), a long one is not
 /// followed by a burst.
 const MAX_SCHEDULE_LAG: Duration = Duration::from_millis(250);
+/// How long to wait, when nothing is claimable, for the answers in flight
+/// to put messages back in the queue (an applied batch wakes it sooner).
+const IDLE_WAKE: Duration = Duration::from_millis(200);
 /// Back-off after a 429 without `Retry-After` or a failed connection, and its
 /// cap.
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
-/// What the send loop needs.
+/// What the sender needs.
 pub struct SendContext {
     pub store: Store,
     pub api: Arc<ApiClient>,
-    pub recorder: Recorder,
+    pub recorder: Recorder<Claim>,
     pub counters: Arc<Counters>,
     pub campaign_id: i64,
     pub from: String,
@@ -67,7 +70,7 @@ pub struct SendContext {
     pub breaker_threshold: f64,
 }
 
-/// Why the send loop stopped early.
+/// Why the sender stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error(transparent)]
@@ -87,64 +90,28 @@ pub enum SendError {
     Store(#[from] StoreError),
 }
 
-/// What one step did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    /// A message was handed to a worker.
-    Dispatched,
-    /// Nothing is pending and nothing is in flight.
-    Idle,
-    /// The run was cancelled or stopped while waiting.
-    Halted,
-}
-
-/// Resolves when the run is cancelled from outside or stopped from inside.
-async fn halted(cancel: &CancellationToken, stopped: &CancellationToken) {
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        _ = stopped.cancelled() => {}
-    }
-}
-
-/// Shared between the loop and its request tasks.
-struct Shared {
-    ctx: SendContext,
-    permits: Arc<Semaphore>,
-    tasks: TaskTracker,
-    /// Pacing state shared by the loop and the request tasks. Held for a
-    /// few instructions and never across an await: a plain mutex.
-    pacing: std::sync::Mutex<Pacing>,
-    /// The first error that must stop the run.
-    stop: std::sync::Mutex<Option<SendError>>,
-    stopped: CancellationToken,
-}
-
-struct Pacing {
-    /// No request leaves before this instant (429, unreachable API).
-    pause_until: Instant,
-    /// The next slot of the even schedule at the adaptive rate.
-    next_slot: Instant,
-    /// The hard ceiling: the configured rate, whatever the adaptive one.
-    ceiling: RateCeiling,
-    rate: AdaptiveRate,
-    backoff: Backoff,
-    breaker: CircuitBreaker,
-    unreachable_in_a_row: u32,
-    /// What the last failed send said, for the breaker's message (the send
-    /// that trips it may be a success among too many failures).
-    last_failure: String,
-    rng: SmallRng,
-}
-
-/// The loop's private state between steps.
+/// The sender's state between steps.
 pub struct Sender {
     shared: Arc<Shared>,
-    claimed: std::collections::VecDeque<ClaimedMessage>,
+    claimed: VecDeque<ClaimedMessage>,
     /// The next batch, being claimed while the current one is sent, so the
-    /// loop does not wait for the database between batches.
+    /// sender does not wait for the database between batches.
     next_claim: Option<ClaimFuture>,
     batch: usize,
 }
+
+/// Shared between the sender and its request tasks.
+struct Shared {
+    ctx: SendContext,
+    harness: Harness<SendError>,
+    /// Held for a few instructions and never across an await: a plain
+    /// mutex.
+    pacing: Mutex<Pacing>,
+}
+
+/// A claim on its way through the recorder.
+type ClaimFuture =
+    Pin<Box<dyn Future<Output = Result<Vec<ClaimedMessage>, StoreError>> + Send + Sync>>;
 
 impl Sender {
     pub fn new(ctx: SendContext) -> Sender {
@@ -157,161 +124,77 @@ impl Sender {
         let batch = ((rate * 0.01).ceil() as usize)
             .clamp(1, MAX_CLAIM)
             .min(CLAIM_PER_SLOT * ctx.concurrency.max(1) as usize);
-        let permits = Arc::new(Semaphore::new(ctx.concurrency.max(1) as usize));
         let breaker = CircuitBreaker::new(ctx.breaker_window, ctx.breaker_threshold);
+        let pacing = Pacing::new(rate, breaker, Instant::now(), SmallRng::from_os_rng());
         Sender {
             shared: Arc::new(Shared {
+                harness: Harness::new(ctx.concurrency),
                 ctx,
-                permits,
-                tasks: TaskTracker::new(),
-                pacing: std::sync::Mutex::new(Pacing {
-                    pause_until: Instant::now(),
-                    next_slot: Instant::now(),
-                    ceiling: RateCeiling::new(rate),
-                    rate: AdaptiveRate::new(rate, std::time::Instant::now()),
-                    backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
-                    breaker,
-                    unreachable_in_a_row: 0,
-                    last_failure: String::new(),
-                    rng: SmallRng::from_os_rng(),
-                }),
-                stop: std::sync::Mutex::new(None),
-                stopped: CancellationToken::new(),
+                pacing: Mutex::new(pacing),
             }),
-            claimed: Default::default(),
+            claimed: VecDeque::new(),
             next_claim: None,
             batch,
         }
     }
 
-    /// Hands one message to a request task, waiting for the rate limiter and
-    /// a free in-flight slot.
-    pub async fn try_send_next(&mut self, cancel: &CancellationToken) -> Result<Step, SendError> {
-        let shared = &self.shared;
-        // Only waits are cut short by a stop: a claim that committed, or a
-        // message taken from `claimed`, must reach a request or the queue.
-        let halt = || halted(cancel, &shared.stopped);
-        let permit = tokio::select! {
-            permit = shared.permits.clone().acquire_owned() => permit
-                .map_err(|_| StoreError::Corrupt("send permits closed".into()))?,
-            _ = halt() => return Ok(Step::Halted),
+    /// Sends until nothing is pending, `cancel` fires, or an error stops the
+    /// run; then waits for the requests in flight and returns.
+    pub async fn run_until_stopped(mut self, cancel: CancellationToken) -> Result<(), SendError> {
+        let result = worker::run(&mut self, &cancel).await;
+        let result = self.put_back_unsent(result).await;
+        self.shared.harness.finish(result).await
+    }
+
+    /// Refills the claimed messages: the batch claimed ahead, or, when none
+    /// is on its way (the start, or the end of the queue), one claimed now.
+    async fn claim_next(&mut self, now: Now) -> Result<Step, SendError> {
+        let claimed = match self.next_claim.take() {
+            Some(next) => next.await?,
+            None => Vec::new(),
         };
-        // Wait for our turn before claiming: at modest rates a message is
-        // `sending` only for the moment before its request leaves, which
-        // keeps the window of messages a crash leaves `unknown` close to
-        // those in flight (at high rates, see `MAX_CLAIM`).
-        let turn = shared.next_turn();
-        // Timers tick in milliseconds: a turn less than one tick away is
-        // taken now (the slots still add up to the rate over any second).
-        if turn > Instant::now() + TIMER_TICK {
-            tokio::select! {
-                _ = tokio::time::sleep_until(turn) => {}
-                _ = halt() => return Ok(Step::Halted),
-            }
+        let claimed = if claimed.is_empty() {
+            self.claim().await?
+        } else {
+            claimed
+        };
+        self.claimed.extend(claimed);
+        // A full batch says more may wait: claim the next one ahead.
+        if self.claimed.len() == self.batch && self.batch > 1 {
+            self.next_claim = Some(Box::pin(self.claim()));
         }
-        if self.claimed.is_empty() {
-            // The batch claimed ahead, or, when none is on its way (the
-            // start, or the end of the queue), one claimed now.
-            let claimed = match self.next_claim.take() {
-                Some(next) => next.await?,
-                None => Vec::new(),
-            };
-            let claimed = if claimed.is_empty() {
-                self.claim().await?
-            } else {
-                claimed
-            };
-            self.claimed.extend(claimed);
-            // A full batch says more may wait: claim the next one ahead.
-            if self.claimed.len() == self.batch && self.batch > 1 {
-                self.next_claim = Some(Box::pin(self.claim()));
-            }
+        if !self.claimed.is_empty() {
+            return Ok(Step::Worked);
         }
-        if self.claimed.is_empty() {
-            drop(permit);
-            return Ok(tokio::select! {
-                step = self.wait_for_work() => step,
-                _ = halt() => Step::Halted,
+        // Nothing claimable, but requests in flight may still put messages
+        // back to `pending`.
+        if self.shared.harness.in_flight() > 0 {
+            return Ok(Step::Idle {
+                until: now.instant + IDLE_WAKE,
             });
         }
-        // Checked after the claim, right before the request leaves, so the
-        // claim's own time cannot squeeze two sends closer than allowed.
-        let earliest = shared.pacing().ceiling.earliest();
-        if let Some(earliest) = earliest {
-            tokio::select! {
-                _ = tokio::time::sleep_until(Instant::from_std(earliest)) => {}
-                _ = halt() => return Ok(Step::Halted),
-            }
-        }
-        if let Some(message) = self.claimed.pop_front() {
-            shared.pacing().ceiling.record(std::time::Instant::now());
-            let task_shared = shared.clone();
-            shared
-                .tasks
-                .spawn(async move { send_one(task_shared, message, permit).await });
-        }
-        Ok(Step::Dispatched)
+        // Once the last answers are written, a last look catches messages
+        // they put back in the queue.
+        let ctx = &self.shared.ctx;
+        ctx.recorder.flush().await;
+        Ok(if ctx.store.has_pending(ctx.campaign_id).await? {
+            Step::Worked
+        } else {
+            Step::Done
+        })
     }
 
     /// Claims the next batch, in the recorder's next transaction.
-    fn claim(&self) -> impl std::future::Future<Output = Result<Vec<ClaimedMessage>, StoreError>> {
+    fn claim(&self) -> impl Future<Output = Result<Vec<ClaimedMessage>, StoreError>> {
         self.shared.ctx.recorder.claim(Claim {
             campaign_id: self.shared.ctx.campaign_id,
             limit: self.batch,
         })
     }
 
-    /// Nothing claimable: either all is done, or requests in flight may still
-    /// put messages back to `pending`.
-    async fn wait_for_work(&self) -> Step {
-        let in_flight = self.in_flight();
-        if in_flight == 0 {
-            return Step::Idle;
-        }
-        tokio::select! {
-            _ = self.shared.ctx.recorder.applied() => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-        Step::Dispatched
-    }
-
-    fn in_flight(&self) -> usize {
-        self.shared.tasks.len()
-    }
-
-    /// Sends until nothing is pending, `cancel` fires, or an error stops the
-    /// run; then waits for the requests in flight and returns.
-    pub async fn run_until_stopped(mut self, cancel: CancellationToken) -> Result<(), SendError> {
-        let stopped = self.shared.stopped.clone();
-        let result = loop {
-            if cancel.is_cancelled() || stopped.is_cancelled() {
-                break Ok(());
-            }
-            match self.try_send_next(&cancel).await {
-                Ok(Step::Dispatched) => {}
-                Ok(Step::Halted) => break Ok(()),
-                Ok(Step::Idle) => {
-                    // Claims saw nothing and nothing is in flight; once the
-                    // last answers are written, a last look catches messages
-                    // they put back in the queue.
-                    self.shared.ctx.recorder.flush().await;
-                    match self
-                        .shared
-                        .ctx
-                        .store
-                        .has_pending(self.shared.ctx.campaign_id)
-                        .await
-                    {
-                        Ok(true) => continue,
-                        Ok(false) => break Ok(()),
-                        Err(error) => break Err(error.into()),
-                    }
-                }
-                Err(error) => break Err(error),
-            }
-        };
-        // Messages claimed but not yet sent go back to the queue: their
-        // request never left.
+    /// Messages claimed but not yet sent go back to the queue: their request
+    /// never left.
+    async fn put_back_unsent(&mut self, result: Result<(), SendError>) -> Result<(), SendError> {
         let result = match self.next_claim.take() {
             Some(next) => match next.await {
                 Ok(claimed) => {
@@ -330,29 +213,47 @@ impl Sender {
                 count_attempt: false,
             });
         }
-        self.shared.tasks.close();
-        self.shared.tasks.wait().await;
-        let stop = self
-            .shared
-            .stop
-            .lock()
-            .map(|mut s| s.take())
-            .unwrap_or(None);
-        match (result, stop) {
-            (Err(error), _) => Err(error),
-            (Ok(()), Some(error)) => Err(error),
-            (Ok(()), None) => Ok(()),
-        }
+        result
     }
 }
 
-/// A claim on its way through the recorder.
-type ClaimFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Vec<ClaimedMessage>, StoreError>> + Send + Sync>,
->;
+impl Worker for Sender {
+    type Error = SendError;
+
+    /// Sends the next claimed message when pacing allows it at `now`;
+    /// claims a batch when none is left. Pacing is checked before the claim
+    /// (at modest rates a message is then `sending` only for the moment
+    /// before its request leaves, which keeps what a crash leaves `unknown`
+    /// close to the requests in flight) and again after it, right before the
+    /// request leaves, so the claim's own time cannot squeeze two sends
+    /// closer than allowed.
+    async fn step(&mut self, slot: OwnedSemaphorePermit, now: Now) -> Result<Step, SendError> {
+        let wait = self.shared.pacing().wait(now.instant);
+        if let Some(until) = wait {
+            return Ok(Step::Paced { until });
+        }
+        let Some(message) = self.claimed.pop_front() else {
+            return self.claim_next(now).await;
+        };
+        self.shared.pacing().sent(now.instant);
+        let shared = self.shared.clone();
+        self.shared
+            .harness
+            .spawn(async move { send_one(shared, message, slot).await });
+        Ok(Step::Worked)
+    }
+
+    fn woken(&self) -> impl Future<Output = ()> + Send {
+        self.shared.ctx.recorder.applied()
+    }
+
+    fn harness(&self) -> &Harness<SendError> {
+        &self.shared.harness
+    }
+}
 
 /// Sends one message and records what the answer means.
-async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, permit: OwnedSemaphorePermit) {
+async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, slot: OwnedSemaphorePermit) {
     let ctx = &shared.ctx;
     let outcome = ctx
         .api
@@ -363,9 +264,16 @@ async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, permit: OwnedSem
             &message.media_urls,
         )
         .await;
-    drop(permit);
-    shared.after_answer(&outcome);
-    let change = decide(ctx, &message, outcome, now_ms());
+    drop(slot);
+    let now = Now::read();
+    let answered = shared.pacing().after_answer(&outcome, now.instant);
+    if let Some(rate) = answered.new_rate {
+        ctx.counters.set_rate(rate);
+    }
+    if let Some(error) = answered.stop {
+        shared.harness.stop_with(error);
+    }
+    let change = decide(ctx, &message, outcome, now.unix_ms);
     ctx.counters.record_send(&change);
     ctx.recorder.record(change);
 }
@@ -445,67 +353,105 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
 }
 
 impl Shared {
-    fn pacing(&self) -> std::sync::MutexGuard<'_, Pacing> {
+    fn pacing(&self) -> MutexGuard<'_, Pacing> {
         // A panic while pacing was held leaves plain numbers behind; they
         // are still usable.
-        self.pacing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.pacing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// When requests may leave, and what the answers say about the API: pure
+/// state, given the time.
+struct Pacing {
+    /// The even schedule at the adaptive rate, paused by a 429 or an
+    /// unreachable API.
+    schedule: EvenSchedule,
+    /// The hard ceiling: the configured rate, whatever the adaptive one.
+    ceiling: RateCeiling,
+    rate: AdaptiveRate,
+    backoff: Backoff,
+    breaker: CircuitBreaker,
+    unreachable_in_a_row: u32,
+    /// What the last failed send said, for the breaker's message (the send
+    /// that trips it may be a success among too many failures).
+    last_failure: String,
+    rng: SmallRng,
+}
+
+/// What an answer changed in pacing.
+#[derive(Debug, Default)]
+struct Answered {
+    /// The adaptive rate moved to this.
+    new_rate: Option<f64>,
+    /// The run must stop.
+    stop: Option<SendError>,
+}
+
+impl Pacing {
+    fn new(rate: f64, breaker: CircuitBreaker, now: Instant, rng: SmallRng) -> Pacing {
+        Pacing {
+            schedule: EvenSchedule::new(now, MAX_SCHEDULE_LAG),
+            ceiling: RateCeiling::new(rate),
+            rate: AdaptiveRate::new(rate, now),
+            backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
+            breaker,
+            unreachable_in_a_row: 0,
+            last_failure: String::new(),
+            rng,
+        }
     }
 
-    /// When the next request may leave: the next slot of an even schedule
-    /// at the adaptive rate, after any pause. A request that left late does
-    /// not push the schedule back (up to [`MAX_SCHEDULE_LAG`]), so the mean
-    /// rate holds; the ceiling keeps the catching up within the limit.
-    fn next_turn(&self) -> Instant {
-        let mut pacing = self.pacing();
-        let interval = Duration::from_secs_f64(1.0 / pacing.rate.current());
-        let now = Instant::now();
-        let earliest_slot = now.checked_sub(MAX_SCHEDULE_LAG).unwrap_or(now);
-        let turn = pacing.next_slot.max(earliest_slot).max(pacing.pause_until);
-        pacing.next_slot = turn + interval;
-        turn
+    /// Until when the next request must wait, as seen at `now`; `None`: it
+    /// may leave now.
+    fn wait(&self, now: Instant) -> Option<Instant> {
+        self.schedule
+            .wait(now)
+            .or_else(|| self.ceiling.earliest().filter(|&earliest| earliest > now))
     }
 
-    /// Adjusts pacing after an answer, and stops the run when it must.
-    fn after_answer(&self, outcome: &SendOutcome) {
-        let mut pacing = self.pacing();
-        let now = Instant::now();
+    /// Notes a request that left at `now`.
+    fn sent(&mut self, now: Instant) {
+        self.schedule.take(now, self.rate.current());
+        self.ceiling.record(now);
+    }
+
+    /// Adjusts pacing to an answer that came at `now`.
+    fn after_answer(&mut self, outcome: &SendOutcome, now: Instant) -> Answered {
+        let mut answered = Answered::default();
         match outcome {
             SendOutcome::NotAccepted {
                 rate_limited,
                 retry_after,
                 detail,
             } => {
-                let Pacing { backoff, rng, .. } = &mut *pacing;
-                let wait = retry_after.unwrap_or_else(|| backoff.next_wait(rng));
+                let wait = retry_after.unwrap_or_else(|| self.backoff.next_wait(&mut self.rng));
                 if *rate_limited {
-                    if let Some(rate) = pacing.rate.on_rate_limited(now.into_std()) {
-                        self.ctx.counters.set_rate(rate);
+                    answered.new_rate = self.rate.on_rate_limited(now);
+                    if let Some(rate) = answered.new_rate {
                         tracing::warn!("HTTP 429: send rate lowered to {rate:.1}/s");
                     }
                 } else {
-                    pacing.unreachable_in_a_row += 1;
-                    if pacing.unreachable_in_a_row >= MAX_CONSECUTIVE_UNREACHABLE {
-                        self.stop_with(SendError::Unreachable {
+                    self.unreachable_in_a_row += 1;
+                    if self.unreachable_in_a_row >= MAX_CONSECUTIVE_UNREACHABLE {
+                        answered.stop = Some(SendError::Unreachable {
                             detail: detail.clone(),
                         });
                     }
                 }
                 tracing::warn!("not accepted ({detail}); pausing sends for {wait:?}");
-                pacing.pause_until = pacing.pause_until.max(now + wait);
+                self.schedule.pause_until(now + wait);
             }
-            SendOutcome::Fatal(error) => self.stop_with(SendError::Fatal(error.clone())),
+            SendOutcome::Fatal(error) => answered.stop = Some(SendError::Fatal(error.clone())),
             SendOutcome::Accepted { .. } => {
-                pacing.backoff.reset();
-                pacing.unreachable_in_a_row = 0;
-                if let Some(rate) = pacing.rate.on_accepted(now.into_std()) {
-                    self.ctx.counters.set_rate(rate);
+                self.backoff.reset();
+                self.unreachable_in_a_row = 0;
+                answered.new_rate = self.rate.on_accepted(now);
+                if let Some(rate) = answered.new_rate {
                     tracing::info!("send rate back up to {rate:.1}/s");
                 }
             }
             SendOutcome::Rejected { .. } | SendOutcome::Ambiguous { .. } => {
-                pacing.unreachable_in_a_row = 0;
+                self.unreachable_in_a_row = 0;
             }
         }
         // The breaker counts failed sends among answered ones; a 429 is flow
@@ -522,23 +468,17 @@ impl Shared {
         };
         if let Some(failure) = sample {
             if let Some(detail) = failure {
-                pacing.last_failure.clone_from(detail);
+                self.last_failure.clone_from(detail);
             }
-            if let Some(ratio) = pacing.breaker.record(failure.is_some()) {
-                self.stop_with(SendError::CircuitOpen {
+            if let Some(ratio) = self.breaker.record(failure.is_some()) {
+                answered.stop.get_or_insert(SendError::CircuitOpen {
                     percent: ratio * 100.0,
-                    window: pacing.breaker.window(),
-                    detail: pacing.last_failure.clone(),
+                    window: self.breaker.window(),
+                    detail: self.last_failure.clone(),
                 });
             }
         }
-    }
-
-    fn stop_with(&self, error: SendError) {
-        if let Ok(mut stop) = self.stop.lock() {
-            stop.get_or_insert(error);
-        }
-        self.stopped.cancel();
+        answered
     }
 }
 
@@ -547,6 +487,7 @@ mod tests {
     use super::*;
     use crate::api::wire::MessageAnswer;
     use crate::domain::state::MessageKind;
+    use crate::worker::testing::rig;
 
     fn message(kind: MessageKind) -> ClaimedMessage {
         ClaimedMessage {
@@ -561,24 +502,11 @@ mod tests {
     }
 
     async fn ctx(policy: AmbiguousPolicy) -> (SendContext, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("t.db")).await.expect("store");
-        let (recorder, _task) = Recorder::start(store.clone(), CancellationToken::new());
-        let api = ApiClient::new(crate::api::ApiConfig {
-            base_url: "http://127.0.0.1:9".into(),
-            client_id: "x".into(),
-            client_secret: crate::secret::SecretString::new("y".into()),
-            scope: "127.0.0.1".into(),
-            send_tenant_field: false,
-            media_key: Default::default(),
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-        })
-        .expect("client");
+        let rig = rig().await;
         let ctx = SendContext {
-            store,
-            api: Arc::new(api),
-            recorder,
+            store: rig.store,
+            api: rig.api,
+            recorder: rig.recorder,
             counters: Arc::new(Counters::default()),
             campaign_id: 1,
             from: "+16505550100".into(),
@@ -591,7 +519,7 @@ mod tests {
             breaker_window: 100,
             breaker_threshold: 0.5,
         };
-        (ctx, dir)
+        (ctx, rig.dir)
     }
 
     fn accepted(status: &str) -> SendOutcome {
@@ -698,5 +626,98 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn pacing(rate: f64, start: Instant) -> Pacing {
+        let breaker = CircuitBreaker::new(100, 0.5);
+        Pacing::new(rate, breaker, start, SmallRng::seed_from_u64(7))
+    }
+
+    fn rate_limited(retry_after: Option<Duration>) -> SendOutcome {
+        SendOutcome::NotAccepted {
+            detail: "HTTP 429".into(),
+            rate_limited: true,
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn sends_leave_on_an_even_schedule_under_the_ceiling() {
+        let start = Instant::now();
+        let mut pacing = pacing(2.0, start);
+        assert_eq!(pacing.wait(start), None);
+        pacing.sent(start);
+        assert_eq!(pacing.wait(start), Some(start + 500 * MS));
+        pacing.sent(start + 500 * MS);
+        // The third send's turn comes at one second, but two sends already
+        // left in the second before it: the ceiling holds it a little.
+        let third = start + 1000 * MS;
+        let held = pacing.wait(third).expect("held by the ceiling");
+        assert!(held > third && held <= third + 10 * MS, "{held:?}");
+        assert_eq!(pacing.wait(held), None);
+    }
+
+    #[test]
+    fn a_429_pauses_sends_and_halves_the_rate() {
+        let start = Instant::now();
+        let mut pacing = pacing(10.0, start);
+        pacing.sent(start);
+        let answered = pacing.after_answer(&rate_limited(Some(2000 * MS)), start + 50 * MS);
+        assert_eq!(answered.new_rate, Some(5.0));
+        assert!(answered.stop.is_none());
+        assert_eq!(pacing.wait(start + 100 * MS), Some(start + 2050 * MS));
+        // After the pause, turns come at the halved rate.
+        pacing.sent(start + 2050 * MS);
+        assert_eq!(pacing.wait(start + 2050 * MS), Some(start + 2250 * MS));
+        // Without Retry-After the pause is a jittered back-off.
+        let answered = pacing.after_answer(&rate_limited(None), start + 2100 * MS);
+        assert_eq!(answered.new_rate, Some(2.5));
+        let resumes = pacing.wait(start + 2100 * MS).expect("paused");
+        assert!(resumes <= start + 3100 * MS, "{resumes:?}");
+    }
+
+    #[test]
+    fn an_unreachable_api_stops_the_run() {
+        let now = Instant::now();
+        let mut pacing = pacing(10.0, now);
+        let unreachable = SendOutcome::NotAccepted {
+            detail: "connection refused".into(),
+            rate_limited: false,
+            retry_after: None,
+        };
+        for _ in 1..MAX_CONSECUTIVE_UNREACHABLE {
+            assert!(pacing.after_answer(&unreachable, now).stop.is_none());
+        }
+        assert!(matches!(
+            pacing.after_answer(&unreachable, now).stop,
+            Some(SendError::Unreachable { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_step_waits_for_its_turn_and_ends_on_an_empty_queue() {
+        let (ctx, _dir) = ctx(AmbiguousPolicy::Hold).await;
+        let mut sender = Sender::new(ctx);
+        let now = Now::read();
+        sender
+            .shared
+            .pacing()
+            .after_answer(&rate_limited(Some(1000 * MS)), now.instant);
+        let slot = sender.shared.harness.free_slot().expect("a free slot");
+        let paused = sender.step(slot, now).await.expect("step");
+        assert_eq!(
+            paused,
+            Step::Paced {
+                until: now.instant + 1000 * MS
+            }
+        );
+        let later = Now {
+            instant: now.instant + 1000 * MS,
+            unix_ms: now.unix_ms + 1000,
+        };
+        let slot = sender.shared.harness.free_slot().expect("a free slot");
+        assert_eq!(sender.step(slot, later).await.expect("step"), Step::Done);
     }
 }

@@ -1,39 +1,42 @@
-//! The tracking loop: calls Get Message for every accepted message when its
-//! poll is due (the schedule is `next_poll_at` in the database), until the
+//! The tracker: calls Get Message for every accepted message when its poll
+//! is due (the schedule is `next_poll_at` in the database), until the
 //! message reaches a final status or its tracking window closes.
 //!
 //! The first poll waits `--poll-delay` after the accepted send (the API
 //! answers `queued` at first); later polls back off, doubling up to
 //! [`MAX_POLL_INTERVAL`], and never go past the end of the window, so the last
 //! poll happens right when the window closes. Polls have their own rate
-//! budget, separate from sends.
+//! budget, separate from sends. It is a [`Worker`]: its step polls one
+//! message, or claims the due ones, at a `now` it is given.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::api::{ApiClient, FatalError, PollOutcome};
-use crate::clock::{duration_ms, now_ms};
+use crate::clock::{duration_ms, now_ms, Now};
 use crate::domain::state::{transition, Event, RemoteStatus};
-use crate::pacing;
+use crate::pacing::EvenSchedule;
 use crate::progress::Counters;
 use crate::recorder::Recorder;
-use crate::store::{Change, DueMessage, Store, StoreError};
+use crate::store::{Change, DueClaim, DueMessage, Store, StoreError};
+use crate::worker::{self, Harness, Step, Worker};
 
 /// The longest wait between two polls of one message.
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// How long to sleep at most before looking at the schedule again.
 const IDLE_WAKE: Duration = Duration::from_millis(250);
 
-/// What the tracking loop needs.
+/// What the tracker needs.
 pub struct TrackContext {
     pub store: Store,
     pub api: Arc<ApiClient>,
-    pub recorder: Recorder,
+    pub recorder: Recorder<DueClaim>,
     pub counters: Arc<Counters>,
     pub campaign_id: i64,
     /// Get Message calls per second.
@@ -59,67 +62,137 @@ pub async fn run_until_done(
     sending_done: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) -> Result<(), TrackError> {
-    let ctx = Arc::new(ctx);
-    let rate = ctx.poll_rate.max(0.001);
-    let limiter = Arc::new(pacing::limiter(rate));
-    let permits = Arc::new(Semaphore::new(ctx.concurrency.max(1) as usize));
-    let tasks = TaskTracker::new();
-    let fatal: Arc<std::sync::Mutex<Option<FatalError>>> = Default::default();
-    let stop = CancellationToken::new();
-    let batch = ((rate * 0.25).ceil() as usize).clamp(1, 512);
+    let mut tracker = Tracker::new(ctx, sending_done, Now::read());
+    let result = worker::run(&mut tracker, &cancel).await;
+    tracker.shared.harness.finish(result).await
+}
 
-    let result = loop {
-        if cancel.is_cancelled() || stop.is_cancelled() {
-            break Ok(());
+/// The tracker's state between steps.
+struct Tracker {
+    shared: Arc<Shared>,
+    /// Claimed polls not yet made. A stop leaves them claimed; the next
+    /// run's recovery frees them.
+    due: VecDeque<DueMessage>,
+    /// Polls leave evenly at `rate`, without bursts.
+    schedule: EvenSchedule,
+    rate: f64,
+    batch: usize,
+    /// Set once the sender's last answer is written.
+    sending_done: Arc<AtomicBool>,
+}
+
+/// Shared between the tracker and its poll tasks.
+struct Shared {
+    ctx: TrackContext,
+    harness: Harness<TrackError>,
+}
+
+impl Tracker {
+    fn new(ctx: TrackContext, sending_done: Arc<AtomicBool>, now: Now) -> Tracker {
+        let rate = ctx.poll_rate.max(0.001);
+        Tracker {
+            shared: Arc::new(Shared {
+                harness: Harness::new(ctx.concurrency),
+                ctx,
+            }),
+            due: VecDeque::new(),
+            schedule: EvenSchedule::new(now.instant, Duration::ZERO),
+            rate,
+            batch: ((rate * 0.25).ceil() as usize).clamp(1, 512),
+            sending_done,
         }
-        let due = match ctx.store.claim_due(ctx.campaign_id, now_ms(), batch).await {
-            Ok(due) => due,
-            Err(error) => break Err(error.into()),
-        };
-        if due.is_empty() {
-            match idle_wait(&ctx, &sending_done, &tasks, &cancel).await {
-                Ok(true) => continue,
-                Ok(false) => break Ok(()),
-                Err(error) => break Err(error),
-            }
-        }
-        for message in due {
-            let permit = tokio::select! {
-                permit = permits.clone().acquire_owned() => permit,
-                _ = cancel.cancelled() => break,
-                _ = stop.cancelled() => break,
-            };
-            let Ok(permit) = permit else { break };
-            limiter.until_ready().await;
-            let ctx = ctx.clone();
-            let fatal = fatal.clone();
-            let stop = stop.clone();
-            tasks.spawn(async move {
-                let outcome = ctx.api.poll(&message.sid).await;
-                drop(permit);
-                if let PollOutcome::Fatal(error) = &outcome {
-                    if let Ok(mut slot) = fatal.lock() {
-                        slot.get_or_insert(error.clone());
-                    }
-                    stop.cancel();
-                    // The message keeps its lease; the next run polls it again.
-                    return;
-                }
-                warn_on_new_status(&ctx, &outcome);
-                let change = decide(&message, outcome, now_ms(), ctx.poll_delay);
-                ctx.counters.record_poll(&change);
-                ctx.recorder.record(change);
-            });
-        }
-    };
-    tasks.close();
-    tasks.wait().await;
-    let fatal = fatal.lock().map(|mut f| f.take()).unwrap_or(None);
-    match (result, fatal) {
-        (Err(error), _) => Err(error),
-        (Ok(()), Some(error)) => Err(error.into()),
-        (Ok(()), None) => Ok(()),
     }
+
+    /// Claims the polls due at `now`, in the recorder's next transaction.
+    async fn claim_due(&mut self, now: Now) -> Result<Step, TrackError> {
+        let ctx = &self.shared.ctx;
+        let claimed = ctx
+            .recorder
+            .claim(DueClaim {
+                campaign_id: ctx.campaign_id,
+                now: now.unix_ms,
+                limit: self.batch,
+            })
+            .await?;
+        if !claimed.is_empty() {
+            self.due.extend(claimed);
+            return Ok(Step::Worked);
+        }
+        self.idle(now).await
+    }
+
+    /// Nothing is due at `now`: done when nothing is tracked, else idle
+    /// until the next poll is due (or a batch is written, or a short while).
+    async fn idle(&self, now: Now) -> Result<Step, TrackError> {
+        let ctx = &self.shared.ctx;
+        // Read the flag before the schedule: the sender sets it only after
+        // its last accepted message is written, so nothing can slip between.
+        let done_sending = self.sending_done.load(Ordering::Acquire);
+        // Decide on one reading of "no poll in flight": a poll finishing
+        // after it must not be mistaken for one whose answer is written.
+        let no_polls_in_flight = self.shared.harness.in_flight() == 0;
+        if no_polls_in_flight {
+            ctx.recorder.flush().await;
+        }
+        let next = ctx.store.next_poll_at(ctx.campaign_id).await?;
+        if next.is_none() && no_polls_in_flight && done_sending {
+            return Ok(Step::Done);
+        }
+        let until_next = |at: i64| u64::try_from(at.saturating_sub(now.unix_ms)).unwrap_or(0);
+        let wait = next.map_or(IDLE_WAKE, |at| {
+            Duration::from_millis(until_next(at)).min(IDLE_WAKE)
+        });
+        Ok(Step::Idle {
+            until: now.instant + wait,
+        })
+    }
+}
+
+impl Worker for Tracker {
+    type Error = TrackError;
+
+    /// Polls the next claimed message when its turn has come at `now`;
+    /// claims the due ones when none is left.
+    async fn step(&mut self, slot: OwnedSemaphorePermit, now: Now) -> Result<Step, TrackError> {
+        if self.due.is_empty() {
+            return self.claim_due(now).await;
+        }
+        if let Some(until) = self.schedule.wait(now.instant) {
+            return Ok(Step::Paced { until });
+        }
+        if let Some(message) = self.due.pop_front() {
+            self.schedule.take(now.instant, self.rate);
+            let shared = self.shared.clone();
+            self.shared
+                .harness
+                .spawn(async move { poll_one(shared, message, slot).await });
+        }
+        Ok(Step::Worked)
+    }
+
+    fn woken(&self) -> impl Future<Output = ()> + Send {
+        self.shared.ctx.recorder.applied()
+    }
+
+    fn harness(&self) -> &Harness<TrackError> {
+        &self.shared.harness
+    }
+}
+
+/// Polls one message and records what the answer means.
+async fn poll_one(shared: Arc<Shared>, message: DueMessage, slot: OwnedSemaphorePermit) {
+    let ctx = &shared.ctx;
+    let outcome = ctx.api.poll(&message.sid).await;
+    drop(slot);
+    if let PollOutcome::Fatal(error) = &outcome {
+        // The message keeps its claim; the next run polls it again.
+        shared.harness.stop_with(TrackError::Fatal(error.clone()));
+        return;
+    }
+    warn_on_new_status(ctx, &outcome);
+    let change = decide(&message, outcome, now_ms(), ctx.poll_delay);
+    ctx.counters.record_poll(&change);
+    ctx.recorder.record(change);
 }
 
 /// Warns once per campaign run about each status the spec does not list.
@@ -141,39 +214,6 @@ fn warn_on_new_status(ctx: &TrackContext, outcome: &PollOutcome) {
             );
         }
     }
-}
-
-/// Nothing is due now. Returns false when tracking is over, true to look
-/// again (after sleeping until the next poll, an answer, or a short while).
-async fn idle_wait(
-    ctx: &TrackContext,
-    sending_done: &AtomicBool,
-    tasks: &TaskTracker,
-    cancel: &CancellationToken,
-) -> Result<bool, TrackError> {
-    // Read the flag before the schedule: the sender sets it only after its
-    // last accepted message is written, so nothing can slip between.
-    let done_sending = sending_done.load(Ordering::Acquire);
-    // Decide on one reading of "no poll in flight": a poll finishing after
-    // it must not be mistaken for one whose answer is already written.
-    let no_polls_in_flight = tasks.is_empty();
-    if no_polls_in_flight {
-        ctx.recorder.flush().await;
-    }
-    let next = ctx.store.next_poll_at(ctx.campaign_id).await?;
-    if next.is_none() && no_polls_in_flight && done_sending {
-        return Ok(false);
-    }
-    let wait = match next {
-        Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(IDLE_WAKE),
-        None => IDLE_WAKE,
-    };
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => {}
-        _ = ctx.recorder.applied() => {}
-        _ = cancel.cancelled() => {}
-    }
-    Ok(true)
 }
 
 /// The change a Get answer makes (pure, so it is tested alone).
@@ -265,6 +305,7 @@ mod tests {
     use super::*;
     use crate::api::wire::MessageAnswer;
     use crate::domain::state::{MessageKind, MessageState};
+    use crate::worker::testing::rig;
 
     fn due(state: MessageState, kind: MessageKind, polls: i64) -> DueMessage {
         DueMessage {
@@ -419,5 +460,56 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    async fn tracker(poll_rate: f64) -> (Tracker, tempfile::TempDir) {
+        let rig = rig().await;
+        let ctx = TrackContext {
+            store: rig.store,
+            api: rig.api,
+            recorder: rig.recorder,
+            counters: Arc::new(Counters::default()),
+            campaign_id: 1,
+            poll_rate,
+            concurrency: 2,
+            poll_delay: DELAY,
+            unexpected_statuses: Default::default(),
+        };
+        let sending_done = Arc::new(AtomicBool::new(false));
+        (Tracker::new(ctx, sending_done, Now::read()), rig.dir)
+    }
+
+    #[tokio::test]
+    async fn a_step_idles_while_sends_may_come_and_ends_after() {
+        let (mut tracker, _dir) = tracker(10.0).await;
+        let now = Now::read();
+        let slot = tracker.shared.harness.free_slot().expect("a free slot");
+        assert_eq!(
+            tracker.step(slot, now).await.expect("step"),
+            Step::Idle {
+                until: now.instant + IDLE_WAKE
+            }
+        );
+        tracker.sending_done.store(true, Ordering::Release);
+        let slot = tracker.shared.harness.free_slot().expect("a free slot");
+        assert_eq!(tracker.step(slot, now).await.expect("step"), Step::Done);
+    }
+
+    #[tokio::test]
+    async fn polls_leave_evenly_at_the_poll_rate() {
+        let (mut tracker, _dir) = tracker(2.0).await;
+        let now = Now::read();
+        // A poll just left; the next claimed one waits half a second.
+        tracker.schedule.take(now.instant, tracker.rate);
+        tracker
+            .due
+            .push_back(due(MessageState::Queued, MessageKind::Sms, 0));
+        let slot = tracker.shared.harness.free_slot().expect("a free slot");
+        assert_eq!(
+            tracker.step(slot, now).await.expect("step"),
+            Step::Paced {
+                until: now.instant + Duration::from_millis(500)
+            }
+        );
     }
 }

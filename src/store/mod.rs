@@ -1043,6 +1043,70 @@ async fn claim_in(
     claimed.into_iter().map(ClaimedMessage::from_json).collect()
 }
 
+// ==== Poll claims in the recorder's transaction ===========================
+// The tracker claims its due polls through the recorder, in the same group
+// commit as the answers, as the sender claims its messages.
+
+/// Polls to claim: up to `limit` messages of the campaign whose poll is due
+/// at `now` (the tracker's reading of the clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueClaim {
+    pub campaign_id: i64,
+    pub now: i64,
+    pub limit: usize,
+}
+
+impl Store {
+    /// Applies a batch of changes and claims due polls, in one transaction:
+    /// [`Store::apply_and_claim`] for the tracker. Returns the messages of
+    /// each claim, in order.
+    pub async fn apply_and_claim_due(
+        &self,
+        changes: &[Change],
+        claims: &[DueClaim],
+        now: i64,
+    ) -> Result<Vec<Vec<DueMessage>>> {
+        if changes.is_empty() && claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        if let Some(short) = apply_in(&mut tx, changes, now).await? {
+            tx.rollback().await?;
+            return Err(self.name_conflict(short).await);
+        }
+        let mut claimed = Vec::with_capacity(claims.len());
+        for claim in claims {
+            claimed.push(claim_due_in(&mut tx, claim).await?);
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+}
+
+/// Marks due messages `poll_claimed`, so that they are not claimed twice
+/// while their Get is in flight (answers and [`Store::recover_polls`] clear
+/// the mark).
+async fn claim_due_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    claim: &DueClaim,
+) -> Result<Vec<DueMessage>> {
+    let rows = sqlx::query(
+        "UPDATE messages SET poll_claimed = 1
+         WHERE id IN (SELECT id FROM messages
+                      WHERE campaign_id = ? AND next_poll_at IS NOT NULL AND next_poll_at <= ?
+                        AND poll_claimed = 0
+                      ORDER BY next_poll_at LIMIT ?)
+         RETURNING id, sid, kind, state, polls, track_until",
+    )
+    .bind(claim.campaign_id)
+    .bind(claim.now)
+    .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(DueMessage::from_row).collect()
+}
+// ==== End of poll claims in the recorder's transaction ====================
+
 async fn apply_in(
     tx: &mut Transaction<'static, Sqlite>,
     changes: &[Change],
@@ -1813,4 +1877,37 @@ mod tests {
         .await;
         assert!(orphan.is_err(), "foreign key on events must hold");
     }
+
+    // ==== Poll claims in the recorder's transaction (test) ================
+    /// A due claim sees the answers applied in its own transaction, claims
+    /// only what is due at its `now`, and never the same poll twice.
+    #[tokio::test]
+    async fn due_polls_are_claimed_once_in_the_answers_transaction() {
+        let (_dir, store, campaign_id) = campaign_of(3).await;
+        let claim = Claim {
+            campaign_id,
+            limit: 3,
+        };
+        assert_eq!(claim_batch(&store, claim, 5).await.len(), 3);
+        let due = |now| DueClaim {
+            campaign_id,
+            now,
+            limit: 10,
+        };
+        let claimed = store
+            .apply_and_claim_due(&[accepted(1), accepted(2)], &[due(19), due(20)], 10)
+            .await
+            .expect("apply and claim");
+        let ids =
+            |messages: &[DueMessage]| messages.iter().map(|m| m.message_id).collect::<Vec<_>>();
+        assert_eq!(claimed.len(), 2);
+        assert!(claimed[0].is_empty(), "nothing is due before next_poll_at");
+        assert_eq!(ids(&claimed[1]), [1, 2]);
+        let again = store
+            .apply_and_claim_due(&[accepted(3)], &[due(30)], 10)
+            .await
+            .expect("claim again");
+        assert_eq!(ids(&again[0]), [3], "claimed polls are not claimed twice");
+    }
+    // ==== End of poll claims in the recorder's transaction (test) =========
 }
