@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{ApiClient, FatalError, SendOutcome};
 use crate::clock::{duration_ms, now_ms};
+use crate::domain::ids::MessageSid;
 use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, RemoteStatus};
 use crate::pacing::{AdaptiveRate, Backoff, CircuitBreaker, RateCeiling};
 use crate::progress::Counters;
@@ -383,6 +384,15 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
             sid,
             message: answer,
         } => {
+            // A sid the store cannot keep (control characters) cannot be
+            // polled: whether the message went out is then unclear.
+            let sid = match MessageSid::parse(&sid) {
+                Ok(sid) => sid,
+                Err(error) => {
+                    let detail = error.to_string();
+                    return decide(ctx, message, SendOutcome::Ambiguous { detail }, now);
+                }
+            };
             let raw_status = answer
                 .status
                 .clone()

@@ -95,7 +95,7 @@ pub async fn run_until_done(
             let fatal = fatal.clone();
             let stop = stop.clone();
             tasks.spawn(async move {
-                let outcome = ctx.api.poll(&message.sid).await;
+                let outcome = ctx.api.poll(message.sid.as_str()).await;
                 drop(permit);
                 if let PollOutcome::Fatal(error) = &outcome {
                     if let Ok(mut slot) = fatal.lock() {
@@ -228,6 +228,7 @@ pub fn decide(
         PollOutcome::NotFound | PollOutcome::RetryLater { .. } if window_closed => expired(None),
         PollOutcome::NotFound => Change::PollDeferred {
             message_id: message.message_id,
+            from: message.state,
             next_poll_at,
         },
         PollOutcome::RetryLater {
@@ -238,12 +239,14 @@ pub fn decide(
             let asked = retry_after.map_or(now, |wait| now.saturating_add(duration_ms(wait)));
             Change::PollDeferred {
                 message_id: message.message_id,
+                from: message.state,
                 next_poll_at: next_poll_at.max(asked.min(message.track_until)),
             }
         }
         // Handled by the caller; never reaches here.
         PollOutcome::Fatal(_) => Change::PollDeferred {
             message_id: message.message_id,
+            from: message.state,
             next_poll_at,
         },
     }
@@ -264,12 +267,13 @@ pub fn next_poll(now: i64, polls_done: i64, poll_delay: Duration, track_until: i
 mod tests {
     use super::*;
     use crate::api::wire::MessageAnswer;
+    use crate::domain::ids::MessageSid;
     use crate::domain::state::{MessageKind, MessageState};
 
     fn due(state: MessageState, kind: MessageKind, polls: i64) -> DueMessage {
         DueMessage {
             message_id: 3,
-            sid: "abc".into(),
+            sid: MessageSid::parse("abc").expect("sid"),
             kind,
             state,
             polls,

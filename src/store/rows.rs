@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{parse_column, Result, StoreError};
+use crate::domain::ids::MessageSid;
 use crate::domain::state::{AmbiguousPolicy, MessageKind, MessageState};
 
 /// The settings a run uses and stores for the next run.
@@ -110,7 +111,7 @@ pub struct ClaimedMessage {
 #[derive(Debug, Clone)]
 pub struct DueMessage {
     pub message_id: i64,
-    pub sid: String,
+    pub sid: MessageSid,
     pub kind: MessageKind,
     pub state: MessageState,
     pub polls: i64,
@@ -236,9 +237,13 @@ impl DueMessage {
         let sid: Option<String> = row.try_get("sid")?;
         Ok(DueMessage {
             message_id,
-            sid: sid.ok_or_else(|| {
-                StoreError::Corrupt(format!("tracked message {message_id} has no sid"))
-            })?,
+            sid: sid
+                .as_deref()
+                .map(MessageSid::parse)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("tracked message {message_id} has no sid"))
+                })?
+                .map_err(|e| StoreError::Corrupt(format!("message {message_id}: {e}")))?,
             kind: parse_column(row, "kind")?,
             state: parse_column(row, "state")?,
             polls: row.try_get("polls")?,
