@@ -17,6 +17,7 @@ use crate::cli::{
 };
 use crate::clock::now_ms;
 use crate::config::{Config, RunSettings, DEFAULT_SHUTDOWN_GRACE};
+use crate::domain::ids::CampaignName;
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::MessageState;
 use crate::import::{self, ImportError, ImportReport, ImportSpec, SourceOptions};
@@ -115,7 +116,9 @@ async fn send(config: &Config, args: SendArgs) -> Result<u8, Failure> {
         return check(config, &args.campaign.content, &args.run.suppress, 5).await;
     }
     let store = open_store(config).await?;
-    let existing = store.find_campaign(&args.campaign.campaign).await?;
+    let existing = store
+        .find_campaign(&campaign_name(&args.campaign.campaign)?)
+        .await?;
     let run_settings = config
         .run_settings(&args.run, existing.as_ref().map(|c| &c.settings))
         .map_err(Failure::usage)?;
@@ -139,13 +142,13 @@ async fn send(config: &Config, args: SendArgs) -> Result<u8, Failure> {
             .await?;
             print_import(&args.campaign.campaign, &report);
             store
-                .find_campaign(&args.campaign.campaign)
+                .find_campaign(&campaign_name(&args.campaign.campaign)?)
                 .await?
                 .ok_or_else(|| Failure::runtime(anyhow!("the imported campaign vanished")))?
         }
     };
     let api = Arc::new(ApiClient::new(api_config).context("failed to set up the HTTP client")?);
-    let lease = Lease::acquire(&store, campaign.id, &campaign.name).await?;
+    let lease = Lease::acquire(&store, campaign.id, campaign.name.as_str()).await?;
     let cancel = CancellationToken::new();
     let grace = args.run.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
     let signals = tokio::spawn(watch_signals(cancel.clone(), grace));
@@ -175,7 +178,7 @@ async fn send(config: &Config, args: SendArgs) -> Result<u8, Failure> {
                 "Interrupted. {} message(s) wait to be sent and {} to be tracked. Resume with:\n  bpsms send --campaign {}",
                 summary.count(crate::domain::state::MessageState::Pending),
                 summary.n_tracked,
-                shell_word(&campaign.name)
+                shell_word(campaign.name.as_str())
             );
             Ok(exit::INTERRUPTED)
         }
@@ -189,7 +192,7 @@ async fn send(config: &Config, args: SendArgs) -> Result<u8, Failure> {
 async fn import_only(config: &Config, args: ImportArgs) -> Result<u8, Failure> {
     let store = open_store(config).await?;
     if store
-        .find_campaign(&args.campaign.campaign)
+        .find_campaign(&campaign_name(&args.campaign.campaign)?)
         .await?
         .is_some()
     {
@@ -274,7 +277,7 @@ fn import_spec(
         None => SuppressionList::default(),
     };
     Ok(ImportSpec {
-        campaign,
+        campaign: campaign_name(&campaign)?,
         csv_path,
         from,
         body_template: content.body.clone(),
@@ -490,13 +493,21 @@ pub async fn write_export(
     .context("failed to write the export")
 }
 
+/// A campaign name from the command line; a bad one is a usage error.
+fn campaign_name(raw: &str) -> Result<CampaignName, Failure> {
+    CampaignName::parse(raw).map_err(Failure::usage)
+}
+
 async fn find(store: &Store, config: &Config, name: &str) -> Result<Campaign, Failure> {
-    store.find_campaign(name).await?.ok_or_else(|| {
-        Failure::usage(anyhow!(
-            "no campaign {name:?} in {}; `bpsms status` lists the campaigns",
-            config.db.display()
-        ))
-    })
+    store
+        .find_campaign(&campaign_name(name)?)
+        .await?
+        .ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "no campaign {name:?} in {}; `bpsms status` lists the campaigns",
+                config.db.display()
+            ))
+        })
 }
 
 async fn mock_server(args: crate::mock::MockArgs) -> Result<u8, Failure> {
@@ -541,7 +552,7 @@ async fn retry(config: &Config, args: RetryArgs) -> Result<u8, Failure> {
         RetryState::Expired => MessageState::Expired,
     };
     // No run may be sending this campaign while its messages change.
-    let lease = Lease::acquire(&store, campaign.id, &campaign.name).await?;
+    let lease = Lease::acquire(&store, campaign.id, campaign.name.as_str()).await?;
     let n = store.count_in_state(campaign.id, state).await?;
     let outcome = if n == 0 {
         println!(
@@ -549,11 +560,11 @@ async fn retry(config: &Config, args: RetryArgs) -> Result<u8, Failure> {
             campaign.name
         );
         Ok(exit::OK)
-    } else if args.yes || confirm(n, state, &campaign.name)? {
+    } else if args.yes || confirm(n, state, campaign.name.as_str())? {
         let done = store.requeue(campaign.id, state, now_ms()).await?;
         println!(
             "Re-queued {done} message(s) that were {state}. Send them with:\n  bpsms send --campaign {}",
-            shell_word(&campaign.name)
+            shell_word(campaign.name.as_str())
         );
         Ok(exit::OK)
     } else {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config;
+use crate::domain::ids::CampaignName;
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::AmbiguousPolicy;
 use crate::domain::template::Template;
@@ -44,8 +45,11 @@ pub fn import_rows(data: &[u8]) {
     let regions = ["US", "GB", "DE", "IN"];
     let region =
         Region::parse(regions[usize::from(options >> 4) % regions.len()]).unwrap_or_default();
+    let Ok(campaign) = CampaignName::parse("fuzz") else {
+        return;
+    };
     let spec = ImportSpec {
-        campaign: "fuzz".into(),
+        campaign,
         csv_path: PathBuf::from("fuzz.csv"),
         from: None,
         body_template: template,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::domain::ids::CampaignName;
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::{MessageKind, MessageState};
 use crate::domain::template::{BoundTemplate, Template, TemplateError};
@@ -46,7 +47,7 @@ const BATCH: usize = 1024;
 /// What to import.
 #[derive(Debug, Clone)]
 pub struct ImportSpec {
-    pub campaign: String,
+    pub campaign: CampaignName,
     pub csv_path: PathBuf,
     /// `None` only for a check that sends nothing.
     pub from: Option<E164>,
@@ -138,8 +139,8 @@ pub enum ImportError {
         #[source]
         source: TemplateError,
     },
-    #[error("campaign {0:?} already exists; run `bpsms send --campaign {0}` to resume it")]
-    CampaignExists(String),
+    #[error("campaign \"{0}\" already exists; run `bpsms send --campaign {0}` to resume it")]
+    CampaignExists(CampaignName),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

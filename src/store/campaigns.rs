@@ -3,11 +3,12 @@
 
 use super::{Campaign, CampaignSettings, Result, Store};
 use crate::clock::duration_ms;
+use crate::domain::ids::CampaignName;
 
 impl Store {
-    pub async fn find_campaign(&self, name: &str) -> Result<Option<Campaign>> {
+    pub async fn find_campaign(&self, name: &CampaignName) -> Result<Option<Campaign>> {
         let row = sqlx::query("SELECT * FROM campaigns WHERE name = ?")
-            .bind(name)
+            .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.map(|row| Campaign::from_row(&row)).transpose()
@@ -53,10 +54,19 @@ mod tests {
     #[tokio::test]
     async fn campaigns_are_found_by_name_and_keep_new_settings() {
         let (_dir, store, campaign_id) = campaign_of(2).await;
-        let found = store.find_campaign("t").await.expect("find").expect("t");
+        let name = |raw| CampaignName::parse(raw).expect("name");
+        let found = store
+            .find_campaign(&name("t"))
+            .await
+            .expect("find")
+            .expect("t");
         assert_eq!((found.id, found.n_rows), (campaign_id, 2));
         assert_eq!(found.settings, new_campaign().settings);
-        assert!(store.find_campaign("other").await.expect("find").is_none());
+        assert!(store
+            .find_campaign(&name("other"))
+            .await
+            .expect("find")
+            .is_none());
 
         let settings = CampaignSettings {
             rate: 2.5,

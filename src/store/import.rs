@@ -28,7 +28,7 @@ impl Store {
                on_ambiguous, n_rows, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id",
         )
-        .bind(&campaign.name)
+        .bind(campaign.name.as_str())
         .bind(&campaign.csv_path)
         .bind(&campaign.csv_sha256)
         .bind(&campaign.from_number)
@@ -377,7 +377,7 @@ mod tests {
             .err()
             .expect("same name");
         assert!(
-            matches!(error, StoreError::CampaignExists(ref name) if name == "t"),
+            matches!(error, StoreError::CampaignExists(ref name) if name.as_str() == "t"),
             "{error:?}"
         );
         let campaigns = store.list_campaigns().await.expect("list");

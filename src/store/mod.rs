@@ -37,6 +37,7 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::Row;
 
+use crate::domain::ids::CampaignName;
 use crate::domain::state::{Event, MessageKind, MessageState};
 
 pub use answers::Change;
@@ -61,8 +62,8 @@ pub enum StoreError {
     /// Not a `#[source]`: [`describe_sql_error`] already says all of it.
     #[error("{}", describe_sql_error(.0))]
     Sql(sqlx::Error),
-    #[error("campaign {0:?} already exists (another process may have just created it); run `bpsms send --campaign {0}` to resume it")]
-    CampaignExists(String),
+    #[error("campaign \"{0}\" already exists (another process may have just created it); run `bpsms send --campaign {0}` to resume it")]
+    CampaignExists(CampaignName),
     #[error("the database holds a value this version cannot read: {0}")]
     Corrupt(String),
     #[error("message {message_id} was not in state {expected} any more; another process may be running this campaign")]

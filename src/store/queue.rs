@@ -181,7 +181,7 @@ pub(super) async fn claim_in(
          INSERT INTO events (message_id, at, from_state, to_state)
            SELECT id, ?1, 'pending', 'sending' FROM temp.claimed;
          UPDATE messages SET state = 'sending', attempts = attempts + 1, reason = NULL
-           WHERE id IN temp.claimed;
+           WHERE id IN temp.claimed AND state = 'pending';
          SELECT json_group_array(json_array(m.id, m.row_number, m.phone_e164, m.kind,
                                             m.body, m.media_urls, m.attempts))
            FROM temp.claimed AS c CROSS JOIN messages AS m ON m.id = c.id",

@@ -6,7 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{parse_column, Result, StoreError};
-use crate::domain::ids::MessageSid;
+use crate::domain::ids::{CampaignName, MessageSid};
 use crate::domain::state::{AmbiguousPolicy, MessageKind, MessageState};
 
 /// The settings a run uses and stores for the next run.
@@ -27,7 +27,7 @@ pub struct CampaignSettings {
 #[derive(Debug, Clone)]
 pub struct Campaign {
     pub id: i64,
-    pub name: String,
+    pub name: CampaignName,
     pub csv_path: String,
     pub csv_sha256: String,
     pub from_number: String,
@@ -42,7 +42,7 @@ pub struct Campaign {
 /// What an import writes about a new campaign.
 #[derive(Debug, Clone)]
 pub struct NewCampaign {
-    pub name: String,
+    pub name: CampaignName,
     pub csv_path: String,
     pub csv_sha256: String,
     pub from_number: String,
@@ -170,10 +170,12 @@ impl SampleMessage {
 
 impl Campaign {
     pub(super) fn from_row(row: &SqliteRow) -> Result<Campaign> {
+        let id: i64 = row.try_get("id")?;
         let concurrency: i64 = row.try_get("concurrency")?;
         Ok(Campaign {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
+            id,
+            name: CampaignName::parse(row.try_get("name")?)
+                .map_err(|e| StoreError::Corrupt(format!("campaign {id}: {e}")))?,
             csv_path: row.try_get("csv_path")?,
             csv_sha256: row.try_get("csv_sha256")?,
             from_number: row.try_get("from_number")?,

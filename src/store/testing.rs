@@ -8,12 +8,12 @@ use super::{
     CampaignSettings, Change, Claim, ClaimedMessage, Import, NewCampaign, NewMessage, PreparedRows,
     Store,
 };
-use crate::domain::ids::MessageSid;
+use crate::domain::ids::{CampaignName, MessageSid};
 use crate::domain::state::{AmbiguousPolicy, MessageKind, MessageState};
 
 pub fn new_campaign() -> NewCampaign {
     NewCampaign {
-        name: "t".into(),
+        name: CampaignName::parse("t").expect("name"),
         csv_path: "t.csv".into(),
         csv_sha256: String::new(),
         from_number: "+16505550100".into(),
