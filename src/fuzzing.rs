@@ -87,14 +87,14 @@ pub fn import_rows(data: &[u8]) {
                 "{:?}",
                 message.phone_raw
             );
-            if let Some(number) = &message.phone_e164 {
+            if let Some(number) = message.phone_e164.as_ref().map(E164::as_str) {
                 // A stored number is valid E.164 and reads back as itself.
                 assert!(number.starts_with('+') && number.len() <= 16);
                 assert_eq!(
                     E164::parse(number, &region)
                         .map(|n| n.to_string())
                         .as_deref(),
-                    Ok(number.as_str())
+                    Ok(number)
                 );
             }
             assert_eq!(

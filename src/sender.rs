@@ -358,7 +358,7 @@ async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, permit: OwnedSem
     let outcome = ctx
         .api
         .send(
-            &message.phone_e164,
+            message.phone_e164.as_str(),
             &ctx.from,
             &message.body,
             &message.media_urls,
@@ -556,13 +556,14 @@ impl Shared {
 mod tests {
     use super::*;
     use crate::api::wire::MessageAnswer;
+    use crate::domain::phone::E164;
     use crate::domain::state::MessageKind;
 
     fn message(kind: MessageKind) -> ClaimedMessage {
         ClaimedMessage {
             message_id: 7,
             row_number: 1,
-            phone_e164: "+14155550101".into(),
+            phone_e164: E164::from_stored("+14155550101").expect("number"),
             kind,
             body: "hi".into(),
             media_urls: vec![],

@@ -439,7 +439,8 @@ fn read_rows(
         let (held, rows): (Vec<_>, Vec<_>) = batch.into_iter().partition(|m| {
             m.state == MessageState::Pending
                 && m.phone_e164
-                    .as_deref()
+                    .as_ref()
+                    .map(E164::as_str)
                     .is_some_and(|number| seen.insert(number))
         });
         let batch = ReadBatch {
@@ -606,7 +607,7 @@ impl RowRules {
         NewMessage {
             row_number,
             phone_raw,
-            phone_e164: phone.ok().map(|number| number.as_str().to_string()),
+            phone_e164: phone.ok(),
             kind,
             body: body.clone(),
             media_urls: (!media.is_empty())

@@ -188,7 +188,7 @@ fn bind_content(
 ) -> (MessageState, Option<String>, bool) {
     b.push_bind(m.row_number)
         .push_bind(m.phone_raw)
-        .push_bind(m.phone_e164)
+        .push_bind(m.phone_e164.map(|number| number.to_string()))
         .push_bind(m.kind.as_str())
         .push_bind(m.body)
         .push_bind(m.media_urls)

@@ -203,6 +203,7 @@ pub(super) async fn claim_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::phone::E164;
     use crate::store::testing::{
         accept_all, campaign_of, claim_batch, fail_all, new_import, pending_row, state_of,
     };
@@ -244,7 +245,7 @@ mod tests {
         let expected = |row: i64, kind, media_urls: Vec<&str>| ClaimedMessage {
             message_id: row,
             row_number: row,
-            phone_e164: format!("+1415555000{}", row - 1),
+            phone_e164: E164::from_stored(&format!("+1415555000{}", row - 1)).expect("number"),
             kind,
             body: bodies[row as usize - 1].to_string(),
             media_urls: media_urls.into_iter().map(String::from).collect(),
@@ -391,5 +392,25 @@ mod tests {
             .await
             .expect("empty list");
         assert_eq!(n, 0);
+    }
+
+    /// A stored number that is not E.164 is named, not sent.
+    #[tokio::test]
+    async fn a_claimed_row_that_does_not_decode_is_named() {
+        let (_dir, store, campaign_id) = campaign_of(2).await;
+        sqlx::query("UPDATE messages SET phone_e164 = '4155550002' WHERE id = 2")
+            .execute(&store.pool)
+            .await
+            .expect("damage");
+        let claim = Claim {
+            campaign_id,
+            limit: 2,
+        };
+        let error = store
+            .apply_and_claim(&[], &[claim], 5)
+            .await
+            .expect_err("not E.164");
+        assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+        assert!(error.to_string().contains("message 2"), "{error}");
     }
 }

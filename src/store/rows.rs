@@ -7,6 +7,7 @@ use sqlx::Row;
 
 use super::{parse_column, Result, StoreError};
 use crate::domain::ids::{CampaignName, MessageSid};
+use crate::domain::phone::E164;
 use crate::domain::state::{AmbiguousPolicy, MessageKind, MessageState};
 
 /// The settings a run uses and stores for the next run.
@@ -57,7 +58,7 @@ pub struct NewCampaign {
 pub struct NewMessage {
     pub row_number: i64,
     pub phone_raw: String,
-    pub phone_e164: Option<String>,
+    pub phone_e164: Option<E164>,
     pub kind: MessageKind,
     pub body: String,
     /// JSON array of media URLs, for an MMS.
@@ -99,7 +100,7 @@ impl Runner {
 pub struct ClaimedMessage {
     pub message_id: i64,
     pub row_number: i64,
-    pub phone_e164: String,
+    pub phone_e164: E164,
     pub kind: MessageKind,
     pub body: String,
     pub media_urls: Vec<String>,
@@ -220,9 +221,14 @@ impl ClaimedMessage {
         Ok(ClaimedMessage {
             message_id,
             row_number,
-            phone_e164: phone.ok_or_else(|| {
-                StoreError::Corrupt(format!("pending message {message_id} has no phone number"))
-            })?,
+            phone_e164: phone
+                .as_deref()
+                .and_then(E164::from_stored)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "message {message_id} to send has no E.164 number but {phone:?}"
+                    ))
+                })?,
             kind: kind
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("kind of message {message_id}: {e}")))?,

@@ -9,6 +9,7 @@ use super::{
     Store,
 };
 use crate::domain::ids::{CampaignName, MessageSid};
+use crate::domain::phone::E164;
 use crate::domain::state::{AmbiguousPolicy, MessageKind, MessageState};
 
 pub fn new_campaign() -> NewCampaign {
@@ -34,7 +35,7 @@ pub fn pending_row(row: i64, number: &str, kind: MessageKind) -> NewMessage {
     NewMessage {
         row_number: row,
         phone_raw: number.into(),
-        phone_e164: Some(number.into()),
+        phone_e164: E164::from_stored(number),
         kind,
         body: format!("row {row}"),
         media_urls: (kind == MessageKind::Mms).then(|| r#"["https://x/a.png"]"#.into()),
