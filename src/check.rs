@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::domain::phone::E164;
 use crate::domain::state::MessageState;
 use crate::import::{self, ImportError, ImportReport, ImportSpec};
 use crate::store::{SampleMessage, Store};
@@ -86,8 +87,8 @@ impl fmt::Display for CheckReport {
                     f,
                     "  row {}  {}  {}  {}, {} segment(s)",
                     m.row,
-                    m.phone_e164.as_deref().unwrap_or(""),
-                    m.kind,
+                    m.phone_e164.as_ref().map_or("", E164::as_str),
+                    m.kind.as_str(),
                     m.encoding,
                     m.segments
                 )?;

@@ -194,7 +194,7 @@ mod tests {
             .expect("sample");
         assert_eq!(sample.iter().map(|m| m.row).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(sample[0].body, "row 1");
-        assert_eq!(sample[0].state, "pending");
+        assert_eq!(sample[0].state, MessageState::Pending);
 
         let first = store.export_page(campaign_id, 0, 3).await.expect("page");
         assert_eq!(first.iter().map(|r| r.row).collect::<Vec<_>>(), [1, 2, 3]);

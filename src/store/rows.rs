@@ -144,9 +144,9 @@ pub struct ExportRow {
 pub struct SampleMessage {
     pub row: i64,
     pub phone: String,
-    pub phone_e164: Option<String>,
-    pub kind: String,
-    pub state: String,
+    pub phone_e164: Option<E164>,
+    pub kind: MessageKind,
+    pub state: MessageState,
     pub reason: Option<String>,
     pub body: String,
     pub segments: i64,
@@ -155,12 +155,19 @@ pub struct SampleMessage {
 
 impl SampleMessage {
     pub(super) fn from_row(row: &SqliteRow) -> Result<SampleMessage> {
+        let row_number: i64 = row.try_get("row_number")?;
+        let phone_e164: Option<String> = row.try_get("phone_e164")?;
         Ok(SampleMessage {
-            row: row.try_get("row_number")?,
+            row: row_number,
             phone: row.try_get("phone_raw")?,
-            phone_e164: row.try_get("phone_e164")?,
-            kind: row.try_get("kind")?,
-            state: row.try_get("state")?,
+            phone_e164: match phone_e164 {
+                Some(stored) => Some(E164::from_stored(&stored).ok_or_else(|| {
+                    StoreError::Corrupt(format!("row {row_number}: number {stored:?}"))
+                })?),
+                None => None,
+            },
+            kind: parse_column(row, "kind")?,
+            state: parse_column(row, "state")?,
             reason: row.try_get("reason")?,
             body: row.try_get("body")?,
             segments: row.try_get("segments")?,
