@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config;
+use crate::domain::ids::CampaignName;
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::AmbiguousPolicy;
 use crate::domain::template::Template;
@@ -44,8 +45,11 @@ pub fn import_rows(data: &[u8]) {
     let regions = ["US", "GB", "DE", "IN"];
     let region =
         Region::parse(regions[usize::from(options >> 4) % regions.len()]).unwrap_or_default();
+    let Ok(campaign) = CampaignName::parse("fuzz") else {
+        return;
+    };
     let spec = ImportSpec {
-        campaign: "fuzz".into(),
+        campaign,
         csv_path: PathBuf::from("fuzz.csv"),
         from: None,
         body_template: template,
@@ -83,14 +87,14 @@ pub fn import_rows(data: &[u8]) {
                 "{:?}",
                 message.phone_raw
             );
-            if let Some(number) = &message.phone_e164 {
+            if let Some(number) = message.phone_e164.as_ref().map(E164::as_str) {
                 // A stored number is valid E.164 and reads back as itself.
                 assert!(number.starts_with('+') && number.len() <= 16);
                 assert_eq!(
                     E164::parse(number, &region)
                         .map(|n| n.to_string())
                         .as_deref(),
-                    Ok(number.as_str())
+                    Ok(number)
                 );
             }
             assert_eq!(

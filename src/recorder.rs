@@ -17,50 +17,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::store::{Change, Claim, ClaimedMessage, DueClaim, DueMessage, Store, StoreError};
+use crate::store::{Change, ClaimKind, Store, StoreError};
 
 /// Most changes written in one transaction.
 const MAX_BATCH: usize = 1024;
-
-/// What a recorder claims in its transactions: messages to send
-/// ([`Claim`]) or polls that are due ([`DueClaim`]).
-pub trait ClaimKind: Sized + Send + 'static {
-    type Claimed: Send + 'static;
-
-    /// Applies `changes`, then makes `claims`, in one transaction.
-    fn apply_and_claim(
-        store: &Store,
-        changes: &[Change],
-        claims: &[Self],
-        now: i64,
-    ) -> impl Future<Output = Result<Vec<Vec<Self::Claimed>>, StoreError>> + Send;
-}
-
-impl ClaimKind for Claim {
-    type Claimed = ClaimedMessage;
-
-    fn apply_and_claim(
-        store: &Store,
-        changes: &[Change],
-        claims: &[Claim],
-        now: i64,
-    ) -> impl Future<Output = Result<Vec<Vec<ClaimedMessage>>, StoreError>> + Send {
-        store.apply_and_claim(changes, claims, now)
-    }
-}
-
-impl ClaimKind for DueClaim {
-    type Claimed = DueMessage;
-
-    fn apply_and_claim(
-        store: &Store,
-        changes: &[Change],
-        claims: &[DueClaim],
-        now: i64,
-    ) -> impl Future<Output = Result<Vec<Vec<DueMessage>>, StoreError>> + Send {
-        store.apply_and_claim_due(changes, claims, now)
-    }
-}
 
 /// The workers' side of one recorder, whose claims are `C`.
 pub struct Recorder<C: ClaimKind> {
@@ -163,7 +123,7 @@ async fn record<C: ClaimKind>(
             }
         }
         let wrote = !changes.is_empty();
-        let result = C::apply_and_claim(&store, &changes, &claims, now_ms()).await;
+        let result = store.apply_and_claim(&changes, &claims, now_ms()).await;
         changes.clear();
         claims.clear();
         let result = result.map(|claimed| {

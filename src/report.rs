@@ -45,7 +45,7 @@ pub struct Summary {
 impl Summary {
     pub async fn load(store: &Store, campaign: &Campaign) -> Result<Summary, StoreError> {
         Ok(Summary {
-            campaign: campaign.name.clone(),
+            campaign: campaign.name.to_string(),
             n_rows: campaign.n_rows,
             counts: store.state_counts(campaign.id).await?,
             n_tracked: store.count_tracked(campaign.id).await?,

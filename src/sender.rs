@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, FatalError, SendOutcome};
 use crate::clock::{duration_ms, Now};
+use crate::domain::ids::MessageSid;
 use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, RemoteStatus};
 use crate::pacing::{AdaptiveRate, Backoff, CircuitBreaker, EvenSchedule, RateCeiling};
 use crate::progress::Counters;
@@ -258,7 +259,7 @@ async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, slot: OwnedSemap
     let outcome = ctx
         .api
         .send(
-            &message.phone_e164,
+            message.phone_e164.as_str(),
             &ctx.from,
             &message.body,
             &message.media_urls,
@@ -291,6 +292,15 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
             sid,
             message: answer,
         } => {
+            // A sid the store cannot keep (control characters) cannot be
+            // polled: whether the message went out is then unclear.
+            let sid = match MessageSid::parse(&sid) {
+                Ok(sid) => sid,
+                Err(error) => {
+                    let detail = error.to_string();
+                    return decide(ctx, message, SendOutcome::Ambiguous { detail }, now);
+                }
+            };
             let raw_status = answer
                 .status
                 .clone()
@@ -486,6 +496,7 @@ impl Pacing {
 mod tests {
     use super::*;
     use crate::api::wire::MessageAnswer;
+    use crate::domain::phone::E164;
     use crate::domain::state::MessageKind;
     use crate::worker::testing::rig;
 
@@ -493,7 +504,7 @@ mod tests {
         ClaimedMessage {
             message_id: 7,
             row_number: 1,
-            phone_e164: "+14155550101".into(),
+            phone_e164: E164::from_stored("+14155550101").expect("number"),
             kind,
             body: "hi".into(),
             media_urls: vec![],

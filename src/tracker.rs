@@ -182,7 +182,7 @@ impl Worker for Tracker {
 /// Polls one message and records what the answer means.
 async fn poll_one(shared: Arc<Shared>, message: DueMessage, slot: OwnedSemaphorePermit) {
     let ctx = &shared.ctx;
-    let outcome = ctx.api.poll(&message.sid).await;
+    let outcome = ctx.api.poll(message.sid.as_str()).await;
     drop(slot);
     if let PollOutcome::Fatal(error) = &outcome {
         // The message keeps its claim; the next run polls it again.
@@ -268,6 +268,7 @@ pub fn decide(
         PollOutcome::NotFound | PollOutcome::RetryLater { .. } if window_closed => expired(None),
         PollOutcome::NotFound => Change::PollDeferred {
             message_id: message.message_id,
+            from: message.state,
             next_poll_at,
         },
         PollOutcome::RetryLater {
@@ -278,12 +279,14 @@ pub fn decide(
             let asked = retry_after.map_or(now, |wait| now.saturating_add(duration_ms(wait)));
             Change::PollDeferred {
                 message_id: message.message_id,
+                from: message.state,
                 next_poll_at: next_poll_at.max(asked.min(message.track_until)),
             }
         }
         // Handled by the caller; never reaches here.
         PollOutcome::Fatal(_) => Change::PollDeferred {
             message_id: message.message_id,
+            from: message.state,
             next_poll_at,
         },
     }
@@ -304,13 +307,14 @@ pub fn next_poll(now: i64, polls_done: i64, poll_delay: Duration, track_until: i
 mod tests {
     use super::*;
     use crate::api::wire::MessageAnswer;
+    use crate::domain::ids::MessageSid;
     use crate::domain::state::{MessageKind, MessageState};
     use crate::worker::testing::rig;
 
     fn due(state: MessageState, kind: MessageKind, polls: i64) -> DueMessage {
         DueMessage {
             message_id: 3,
-            sid: "abc".into(),
+            sid: MessageSid::parse("abc").expect("sid"),
             kind,
             state,
             polls,

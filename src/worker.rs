@@ -166,7 +166,8 @@ pub(crate) mod testing {
     use tokio_util::sync::CancellationToken;
 
     use crate::api::{ApiClient, ApiConfig};
-    use crate::recorder::{ClaimKind, Recorder};
+    use crate::recorder::Recorder;
+    use crate::store::ClaimKind;
     use crate::store::Store;
 
     /// A worker's surroundings: an empty store in a scratch directory (kept

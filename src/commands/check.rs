@@ -12,6 +12,8 @@ use super::exit::{Failure, Outcome};
 use super::{import_failure, import_spec};
 use crate::cli::SuppressArgs;
 use crate::config::{Config, Content};
+use crate::domain::ids::CampaignName;
+use crate::domain::phone::E164;
 use crate::domain::state::MessageState;
 use crate::import::{self, ImportError, ImportReport, ImportSpec};
 use crate::store::{SampleMessage, Store};
@@ -31,7 +33,8 @@ pub(super) async fn run(
     let settings = config
         .run_settings(&Default::default(), None)
         .map_err(Failure::usage)?;
-    let spec = import_spec("check", content, suppress, content.from.clone(), &settings)?;
+    let scratch = CampaignName::parse("check").map_err(Failure::runtime)?;
+    let spec = import_spec(&scratch, content, suppress, content.from.clone(), &settings)?;
     let report = check(&spec, preview).await.map_err(import_failure)?;
     print!("{report}");
     Ok(Outcome::Done)
@@ -113,8 +116,8 @@ impl fmt::Display for CheckReport {
                     f,
                     "  row {}  {}  {}  {}, {} segment(s)",
                     m.row,
-                    m.phone_e164.as_deref().unwrap_or(""),
-                    m.kind,
+                    m.phone_e164.as_ref().map_or("", E164::as_str),
+                    m.kind.as_str(),
                     m.encoding,
                     m.segments
                 )?;

@@ -17,6 +17,7 @@ use crate::campaign::{self, RunEnd};
 use crate::cli::{DemoArgs, ExportFormat};
 use crate::clock::now_ms;
 use crate::config::RunSettings;
+use crate::domain::ids::CampaignName;
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::AmbiguousPolicy;
 use crate::import::{self, ImportSpec};
@@ -65,7 +66,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
         breaker_threshold: crate::config::DEFAULT_BREAKER_THRESHOLD,
     };
     let spec = ImportSpec {
-        campaign: "demo".into(),
+        campaign: CampaignName::parse("demo")?,
         csv_path: csv_path.clone(),
         from: Some(E164::parse_sender(SAMPLE_FROM).map_err(|e| anyhow!("{e}"))?),
         body_template: Some(SAMPLE_BODY.into()),
@@ -82,7 +83,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
         report.n_rows, report.n_pending, report.n_invalid, report.n_duplicate
     );
     let campaign = store
-        .find_campaign("demo")
+        .find_campaign(&spec.campaign)
         .await?
         .ok_or_else(|| anyhow!("the demo campaign was not stored"))?;
     let api = ApiClient::new(ApiConfig {

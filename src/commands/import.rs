@@ -14,7 +14,7 @@ pub(super) async fn run(config: &Config, args: ImportArgs) -> Result<Outcome, Fa
         .content(&args.campaign.content)
         .map_err(Failure::usage)?;
     let store = open_store(config).await?;
-    if store.find_campaign(name.as_str()).await?.is_some() {
+    if store.find_campaign(&name).await?.is_some() {
         return Err(Failure::usage(anyhow!(
             "campaign {:?} already exists in {}; choose another name, or run `bpsms send --campaign {}` to send it",
             name.as_str(),

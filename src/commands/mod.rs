@@ -70,7 +70,7 @@ async fn open_store(config: &Config) -> Result<Store, Failure> {
 
 /// The stored campaign `name`, or a usage error naming the database.
 async fn find(store: &Store, config: &Config, name: &CampaignName) -> Result<Campaign, Failure> {
-    store.find_campaign(name.as_str()).await?.ok_or_else(|| {
+    store.find_campaign(name).await?.ok_or_else(|| {
         Failure::usage(anyhow!(
             "no campaign {:?} in {}; `bpsms status` lists the campaigns",
             name.as_str(),
@@ -88,7 +88,7 @@ async fn create_campaign(
     settings: &RunSettings,
 ) -> Result<ImportReport, Failure> {
     let from = content.required_from().map_err(Failure::usage)?;
-    let spec = import_spec(name.as_str(), content, suppress, Some(from), settings)?;
+    let spec = import_spec(name, content, suppress, Some(from), settings)?;
     crate::import::import(store, &spec, now_ms())
         .await
         .map_err(import_failure)
@@ -108,7 +108,7 @@ fn import_failure(error: ImportError) -> Failure {
 
 /// Everything an import needs, from validated settings.
 fn import_spec(
-    campaign: &str,
+    campaign: &CampaignName,
     content: &Content,
     suppress: &SuppressArgs,
     from: Option<E164>,
@@ -116,7 +116,7 @@ fn import_spec(
 ) -> Result<ImportSpec, Failure> {
     let csv_path = content.csv.clone().ok_or_else(|| {
         Failure::usage(anyhow!(
-            "campaign {campaign:?} does not exist yet; pass --csv FILE and --from E164 to create it"
+            "campaign \"{campaign}\" does not exist yet; pass --csv FILE and --from E164 to create it"
         ))
     })?;
     let suppression = match &suppress.path {
@@ -124,7 +124,7 @@ fn import_spec(
         None => SuppressionList::default(),
     };
     Ok(ImportSpec {
-        campaign: campaign.to_owned(),
+        campaign: campaign.clone(),
         csv_path,
         from,
         body_template: content.body.clone(),

@@ -25,7 +25,7 @@ pub(super) async fn run(config: &Config, args: RetryArgs) -> Result<Outcome, Fai
         RetryState::Expired => MessageState::Expired,
     };
     // No run may be sending this campaign while its messages change.
-    let lease = Lease::acquire(&store, campaign.id, &campaign.name).await?;
+    let lease = Lease::acquire(&store, campaign.id, campaign.name.as_str()).await?;
     let requeued = async {
         let n = store.count_in_state(campaign.id, state).await?;
         if n == 0 {
@@ -33,11 +33,11 @@ pub(super) async fn run(config: &Config, args: RetryArgs) -> Result<Outcome, Fai
                 "No message of campaign {} is {state}; nothing to re-queue.",
                 campaign.name
             );
-        } else if args.yes || confirm(n, state, &campaign.name)? {
+        } else if args.yes || confirm(n, state, campaign.name.as_str())? {
             let done = store.requeue(campaign.id, state, now_ms()).await?;
             println!(
                 "Re-queued {done} message(s) that were {state}. Send them with:\n  bpsms send --campaign {}",
-                shell_word(&campaign.name)
+                shell_word(campaign.name.as_str())
             );
         } else {
             println!("Nothing re-queued.");

@@ -58,7 +58,7 @@ async fn send_campaign(
     run: &RunArgs,
 ) -> Result<Outcome, Failure> {
     let store = open_store(config).await?;
-    let existing = store.find_campaign(name.as_str()).await?;
+    let existing = store.find_campaign(name).await?;
     let run_settings = config
         .run_settings(run, existing.as_ref().map(|c| &c.settings))
         .map_err(Failure::usage)?;
@@ -76,13 +76,13 @@ async fn send_campaign(
                 create_campaign(&store, name, content, &run.suppress, &run_settings).await?;
             print_import(name, &report);
             store
-                .find_campaign(name.as_str())
+                .find_campaign(name)
                 .await?
                 .ok_or_else(|| Failure::runtime(anyhow!("the imported campaign vanished")))?
         }
     };
     let api = Arc::new(ApiClient::new(api_config).context("failed to set up the HTTP client")?);
-    let lease = Lease::acquire(&store, campaign.id, &campaign.name).await?;
+    let lease = Lease::acquire(&store, campaign.id, campaign.name.as_str()).await?;
     let cancel = CancellationToken::new();
     let grace = run.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
     let ended = tokio::select! {
@@ -129,7 +129,7 @@ async fn send_campaign(
                 "Interrupted. {} message(s) wait to be sent and {} to be tracked. Resume with:\n  bpsms send --campaign {}",
                 summary.count(MessageState::Pending),
                 summary.n_tracked,
-                shell_word(&campaign.name)
+                shell_word(campaign.name.as_str())
             );
             Ok(Outcome::Interrupted)
         }

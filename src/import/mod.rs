@@ -19,6 +19,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::domain::ids::CampaignName;
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::{MessageKind, MessageState};
 use crate::domain::template::{BoundTemplate, Template, TemplateError};
@@ -46,7 +47,7 @@ const BATCH: usize = 1024;
 /// What to import.
 #[derive(Debug, Clone)]
 pub struct ImportSpec {
-    pub campaign: String,
+    pub campaign: CampaignName,
     pub csv_path: PathBuf,
     /// `None` only for a check that sends nothing.
     pub from: Option<E164>,
@@ -138,8 +139,8 @@ pub enum ImportError {
         #[source]
         source: TemplateError,
     },
-    #[error("campaign {0:?} already exists; run `bpsms send --campaign {0}` to resume it")]
-    CampaignExists(String),
+    #[error("campaign \"{0}\" already exists; run `bpsms send --campaign {0}` to resume it")]
+    CampaignExists(CampaignName),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -438,7 +439,8 @@ fn read_rows(
         let (held, rows): (Vec<_>, Vec<_>) = batch.into_iter().partition(|m| {
             m.state == MessageState::Pending
                 && m.phone_e164
-                    .as_deref()
+                    .as_ref()
+                    .map(E164::as_str)
                     .is_some_and(|number| seen.insert(number))
         });
         let batch = ReadBatch {
@@ -605,7 +607,7 @@ impl RowRules {
         NewMessage {
             row_number,
             phone_raw,
-            phone_e164: phone.ok().map(|number| number.as_str().to_string()),
+            phone_e164: phone.ok(),
             kind,
             body: body.clone(),
             media_urls: (!media.is_empty())

@@ -6,6 +6,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{parse_column, Result, StoreError};
+use crate::domain::ids::{CampaignName, MessageSid};
+use crate::domain::phone::E164;
 use crate::domain::state::{AmbiguousPolicy, MessageKind, MessageState};
 
 /// The settings a run uses and stores for the next run.
@@ -26,7 +28,7 @@ pub struct CampaignSettings {
 #[derive(Debug, Clone)]
 pub struct Campaign {
     pub id: i64,
-    pub name: String,
+    pub name: CampaignName,
     pub csv_path: String,
     pub csv_sha256: String,
     pub from_number: String,
@@ -41,7 +43,7 @@ pub struct Campaign {
 /// What an import writes about a new campaign.
 #[derive(Debug, Clone)]
 pub struct NewCampaign {
-    pub name: String,
+    pub name: CampaignName,
     pub csv_path: String,
     pub csv_sha256: String,
     pub from_number: String,
@@ -56,7 +58,7 @@ pub struct NewCampaign {
 pub struct NewMessage {
     pub row_number: i64,
     pub phone_raw: String,
-    pub phone_e164: Option<String>,
+    pub phone_e164: Option<E164>,
     pub kind: MessageKind,
     pub body: String,
     /// JSON array of media URLs, for an MMS.
@@ -98,7 +100,7 @@ impl Runner {
 pub struct ClaimedMessage {
     pub message_id: i64,
     pub row_number: i64,
-    pub phone_e164: String,
+    pub phone_e164: E164,
     pub kind: MessageKind,
     pub body: String,
     pub media_urls: Vec<String>,
@@ -110,7 +112,7 @@ pub struct ClaimedMessage {
 #[derive(Debug, Clone)]
 pub struct DueMessage {
     pub message_id: i64,
-    pub sid: String,
+    pub sid: MessageSid,
     pub kind: MessageKind,
     pub state: MessageState,
     pub polls: i64,
@@ -142,9 +144,9 @@ pub struct ExportRow {
 pub struct SampleMessage {
     pub row: i64,
     pub phone: String,
-    pub phone_e164: Option<String>,
-    pub kind: String,
-    pub state: String,
+    pub phone_e164: Option<E164>,
+    pub kind: MessageKind,
+    pub state: MessageState,
     pub reason: Option<String>,
     pub body: String,
     pub segments: i64,
@@ -153,12 +155,19 @@ pub struct SampleMessage {
 
 impl SampleMessage {
     pub(super) fn from_row(row: &SqliteRow) -> Result<SampleMessage> {
+        let row_number: i64 = row.try_get("row_number")?;
+        let phone_e164: Option<String> = row.try_get("phone_e164")?;
         Ok(SampleMessage {
-            row: row.try_get("row_number")?,
+            row: row_number,
             phone: row.try_get("phone_raw")?,
-            phone_e164: row.try_get("phone_e164")?,
-            kind: row.try_get("kind")?,
-            state: row.try_get("state")?,
+            phone_e164: match phone_e164 {
+                Some(stored) => Some(E164::from_stored(&stored).ok_or_else(|| {
+                    StoreError::Corrupt(format!("row {row_number}: number {stored:?}"))
+                })?),
+                None => None,
+            },
+            kind: parse_column(row, "kind")?,
+            state: parse_column(row, "state")?,
             reason: row.try_get("reason")?,
             body: row.try_get("body")?,
             segments: row.try_get("segments")?,
@@ -169,10 +178,12 @@ impl SampleMessage {
 
 impl Campaign {
     pub(super) fn from_row(row: &SqliteRow) -> Result<Campaign> {
+        let id: i64 = row.try_get("id")?;
         let concurrency: i64 = row.try_get("concurrency")?;
         Ok(Campaign {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
+            id,
+            name: CampaignName::parse(row.try_get("name")?)
+                .map_err(|e| StoreError::Corrupt(format!("campaign {id}: {e}")))?,
             csv_path: row.try_get("csv_path")?,
             csv_sha256: row.try_get("csv_sha256")?,
             from_number: row.try_get("from_number")?,
@@ -217,9 +228,14 @@ impl ClaimedMessage {
         Ok(ClaimedMessage {
             message_id,
             row_number,
-            phone_e164: phone.ok_or_else(|| {
-                StoreError::Corrupt(format!("pending message {message_id} has no phone number"))
-            })?,
+            phone_e164: phone
+                .as_deref()
+                .and_then(E164::from_stored)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "message {message_id} to send has no E.164 number but {phone:?}"
+                    ))
+                })?,
             kind: kind
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("kind of message {message_id}: {e}")))?,
@@ -236,9 +252,13 @@ impl DueMessage {
         let sid: Option<String> = row.try_get("sid")?;
         Ok(DueMessage {
             message_id,
-            sid: sid.ok_or_else(|| {
-                StoreError::Corrupt(format!("tracked message {message_id} has no sid"))
-            })?,
+            sid: sid
+                .as_deref()
+                .map(MessageSid::parse)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("tracked message {message_id} has no sid"))
+                })?
+                .map_err(|e| StoreError::Corrupt(format!("message {message_id}: {e}")))?,
             kind: parse_column(row, "kind")?,
             state: parse_column(row, "state")?,
             polls: row.try_get("polls")?,

@@ -196,6 +196,15 @@ impl E164 {
         resolve(raw, cleaned, None)
     }
 
+    /// A number the store wrote after [`E164::parse`] accepted it, checked
+    /// for its shape only (`+` and 2 to 15 digits): a later change in a
+    /// numbering plan must not make a stored campaign unreadable.
+    pub fn from_stored(stored: &str) -> Option<E164> {
+        let digits = stored.strip_prefix('+')?;
+        let shaped = (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        shaped.then(|| E164(stored.to_owned()))
+    }
+
     /// The number with its `+`, e.g. `+14155550101`: the form sent to BPCC.
     pub fn as_str(&self) -> &str {
         &self.0

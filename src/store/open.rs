@@ -1,0 +1,216 @@
+//! Opening the database: the connection's pragmas, the embedded migrations,
+//! the write transaction every change runs in, and closing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+
+use super::{Result, Store, StoreError};
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Store> {
+        Self::open_with(path, connect_options(path)).await
+    }
+
+    /// Opens with `options`; tests use it to add pragmas (a size cap).
+    async fn open_with(path: &Path, options: SqliteConnectOptions) -> Result<Store> {
+        let pool = SqlitePoolOptions::new()
+            // One connection: writes are serialised by SQLite anyway, and
+            // one connection avoids lock waits between our own tasks.
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|error| StoreError::Open {
+                path: path.to_path_buf(),
+                error,
+            })?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|error| match error {
+                sqlx::migrate::MigrateError::Execute(error) => StoreError::Open {
+                    path: path.to_path_buf(),
+                    error,
+                },
+                source => StoreError::Migrate {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            })?;
+        Ok(Store { pool })
+    }
+
+    /// Starts a write transaction.
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        // IMMEDIATE takes the write lock up front, so a second process waits
+        // on the busy timeout instead of failing on a lock upgrade.
+        match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            // When SQLite rolls a failed transaction back by itself (a full
+            // disk), sqlx's connection still believes it is inside one and
+            // refuses every later BEGIN. Replace that connection.
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                self.pool.acquire().await?.close().await?;
+                Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        // WAL keeps readers (status, export) off the writer's back; NORMAL
+        // synchronous mode loses nothing on a process crash, only possibly
+        // the last commits on a power loss.
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        // 8 KiB pages for a new database (an existing one keeps its
+        // size): fewer B-tree pages to split and write per imported row.
+        .page_size(8192)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePool;
+
+    use super::*;
+    use crate::store::testing::{campaign_of, new_campaign};
+
+    /// A database that cannot grow past `max_pages` pages, so that a test
+    /// can fill the "disk".
+    async fn open_capped(path: &Path, max_pages: u32) -> Result<Store> {
+        // A PRAGMA takes no bound parameter: sqlx pastes the value in.
+        let options = connect_options(path).pragma("max_page_count", max_pages.to_string());
+        Store::open_with(path, options).await
+    }
+
+    /// A full disk says so and what to do, and the import that hit it leaves
+    /// nothing behind.
+    #[tokio::test]
+    async fn a_full_database_says_what_to_do() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open_capped(&dir.path().join("t.db"), 40)
+            .await
+            .expect("open");
+        let mut import = store
+            .begin_import(&new_campaign(), 0)
+            .await
+            .expect("begin import");
+        let rows = (1..=20_000)
+            .map(|row| {
+                crate::store::testing::pending_row(
+                    row,
+                    "+14155550001",
+                    crate::domain::state::MessageKind::Sms,
+                )
+            })
+            .collect();
+        let error = import
+            .insert(crate::store::PreparedRows::new(import.campaign_id(), rows))
+            .await
+            .expect_err("the cap is too small for the rows");
+        assert!(error.to_string().contains("the disk is full"), "{error}");
+        drop(import);
+        assert!(store.list_campaigns().await.expect("list").is_empty());
+    }
+
+    /// A file that is not a database is named, with what to do.
+    #[tokio::test]
+    async fn a_file_that_is_not_a_database_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "x".repeat(4096)).expect("write");
+        let error = Store::open(&path).await.err().expect("not a database");
+        assert!(
+            error.to_string().contains("not a bpsms database"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_refuses_queries() {
+        let (_dir, store, _) = campaign_of(1).await;
+        store.close().await;
+        assert!(store.list_campaigns().await.is_err());
+    }
+
+    /// A database made before the rebuild of `messages` (migration 2)
+    /// keeps its rows, its history and its constraints.
+    #[tokio::test]
+    async fn rebuilding_messages_keeps_rows_history_and_constraints() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.expect("connect");
+        let all = sqlx::migrate!("./migrations");
+        let first_only = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(all.migrations[..1].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        first_only.run(&pool).await.expect("migration 1");
+        sqlx::raw_sql(
+            "INSERT INTO campaigns VALUES (1, 'old', 'a.csv', 'sha', '+16505550100', NULL, 'US',
+               'phone', 10, 4, 1000, 60000, 'hold', 2, 0);
+             INSERT INTO messages (id, campaign_id, row_number, phone_raw, phone_e164, kind, body,
+               segments, encoding, state, sid)
+             VALUES (1, 1, 1, '4155550101', '+14155550101', 'sms', 'hi', 1, 'gsm7', 'delivered', 'S1'),
+                    (2, 1, 2, '4155550102', '+14155550102', 'sms', 'hi', 1, 'gsm7', 'pending', NULL);
+             INSERT INTO events (message_id, at, from_state, to_state, detail)
+             VALUES (1, 5, 'sending', 'queued', 'S1'), (1, 9, 'queued', 'delivered', NULL);",
+        )
+        .execute(&pool)
+        .await
+        .expect("old rows");
+        pool.close().await;
+
+        let store = Store::open(&path).await.expect("migrate");
+        let rows: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT id, state, sid FROM messages ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .expect("messages");
+        assert_eq!(
+            rows,
+            vec![
+                (1, "delivered".into(), Some("S1".into())),
+                (2, "pending".into(), None)
+            ]
+        );
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE message_id = 1")
+            .fetch_one(&store.pool)
+            .await
+            .expect("events");
+        assert_eq!(events, 2);
+        let phone_index: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'messages_phone'")
+                .fetch_one(&store.pool)
+                .await
+                .expect("schema");
+        assert_eq!(phone_index, 0);
+        // Still enforced: a state outside the lifecycle, an event for no message.
+        let bad_state = sqlx::query("UPDATE messages SET state = 'lost' WHERE id = 2")
+            .execute(&store.pool)
+            .await;
+        assert!(bad_state.is_err(), "CHECK on state must hold");
+        let orphan = sqlx::query(
+            "INSERT INTO events (message_id, at, from_state, to_state) VALUES (99, 0, 'a', 'b')",
+        )
+        .execute(&store.pool)
+        .await;
+        assert!(orphan.is_err(), "foreign key on events must hold");
+    }
+}

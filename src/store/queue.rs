@@ -1,0 +1,416 @@
+//! The send queue: claiming pending messages for sending, recovering the
+//! ones a dead run left in flight, putting messages back on the operator's
+//! word, and suppressing pending messages whose number is on a list.
+
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use super::import::INSERT_ROWS;
+use super::{next_state, rows, ClaimedMessage, Result, Store, StoreError};
+use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState};
+
+impl Store {
+    /// Messages of the campaign in `state`.
+    pub async fn count_in_state(&self, campaign_id: i64, state: MessageState) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM messages WHERE campaign_id = ? AND state = ?")
+            .bind(campaign_id)
+            .bind(state.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Puts every message in `state` back to `pending` as a new attempt; the
+    /// event keeps the previous sid. Returns how many were re-queued.
+    pub async fn requeue(&self, campaign_id: i64, state: MessageState, now: i64) -> Result<u64> {
+        next_state(state, MessageKind::Sms, &Event::Retry)?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO events (message_id, at, from_state, to_state, detail)
+             SELECT id, ?, state, 'pending',
+                    'operator retry' || COALESCE(' (previous sid ' || sid || ')', '')
+             FROM messages WHERE campaign_id = ? AND state = ?",
+        )
+        .bind(now)
+        .bind(campaign_id)
+        .bind(state.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE messages SET state = 'pending', reason = NULL, sid = NULL, remote_status = NULL,
+               error_code = NULL, error_message = NULL, sent_at = NULL, final_at = NULL,
+               next_poll_at = NULL, poll_claimed = 0, track_until = NULL, polls = 0
+             WHERE campaign_id = ? AND state = ?",
+        )
+        .bind(campaign_id)
+        .bind(state.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Messages a dead run left in `sending` become `unknown` (hold) or go
+    /// back to `pending` (retry). Returns how many were recovered.
+    pub async fn recover_sending(
+        &self,
+        campaign_id: i64,
+        policy: AmbiguousPolicy,
+        now: i64,
+    ) -> Result<u64> {
+        let to = next_state(
+            MessageState::Sending,
+            MessageKind::Sms,
+            &Event::Recover(policy),
+        )?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO events (message_id, at, from_state, to_state, detail)
+             SELECT id, ?, 'sending', ?, 'recovered after the previous run stopped mid-send'
+             FROM messages WHERE campaign_id = ? AND state = 'sending'",
+        )
+        .bind(now)
+        .bind(to.as_str())
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?;
+        let reason = match policy {
+            AmbiguousPolicy::Hold => {
+                Some("in flight when a run stopped; may or may not have been sent")
+            }
+            AmbiguousPolicy::Retry => None,
+        };
+        let done = sqlx::query(
+            "UPDATE messages SET state = ?, reason = ?, final_at = CASE WHEN ? = 'unknown' THEN ? END
+             WHERE campaign_id = ? AND state = 'sending'",
+        )
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(to.as_str())
+        .bind(now)
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// True while some message of the campaign is waiting to be sent.
+    pub async fn has_pending(&self, campaign_id: i64) -> Result<bool> {
+        let found = sqlx::query(
+            "SELECT 1 FROM messages WHERE campaign_id = ? AND state = 'pending' LIMIT 1",
+        )
+        .bind(campaign_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// Marks `suppressed` every message of the campaign still `pending`
+    /// whose number is in `numbers` (E.164, each with its reason), in one
+    /// transaction. Returns how many were suppressed.
+    pub async fn suppress_pending<'a>(
+        &self,
+        campaign_id: i64,
+        numbers: impl Iterator<Item = (&'a str, String)>,
+    ) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        // One pass over the pending rows against the whole list (no index
+        // on numbers: the import does not need one).
+        sqlx::query(
+            "CREATE TEMP TABLE suppress_list (phone TEXT PRIMARY KEY, reason TEXT NOT NULL)
+             WITHOUT ROWID",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let mut numbers = numbers.peekable();
+        while numbers.peek().is_some() {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO temp.suppress_list (phone, reason) ",
+            );
+            query.push_values(
+                numbers.by_ref().take(INSERT_ROWS),
+                |mut b, (number, reason)| {
+                    b.push_bind(number).push_bind(reason);
+                },
+            );
+            query.build().execute(&mut *tx).await?;
+        }
+        let n = sqlx::query(
+            "UPDATE messages SET state = 'suppressed', reason = list.reason
+             FROM temp.suppress_list AS list
+             WHERE messages.campaign_id = ? AND messages.state = 'pending'
+               AND messages.phone_e164 = list.phone",
+        )
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DROP TABLE temp.suppress_list")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+/// Messages to claim for sending: the first `limit` pending ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub campaign_id: i64,
+    pub limit: usize,
+}
+
+/// Claims `claim` inside the caller's transaction: its messages become
+/// `sending` with one more attempt, each with its event.
+pub(super) async fn claim_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    claim: &Claim,
+    now: i64,
+) -> Result<Vec<ClaimedMessage>> {
+    next_state(MessageState::Pending, MessageKind::Sms, &Event::Claim)?;
+    // One round trip, and one row back: SQLite's thread hands each row of a
+    // result over separately, which at a few hundred rows per claim cost
+    // more than the claim itself. The claimed ids go through a temporary
+    // table, and the messages come back as one JSON array.
+    let rows = sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS claimed (id INTEGER PRIMARY KEY);
+         DELETE FROM temp.claimed;
+         INSERT INTO temp.claimed (id)
+           SELECT id FROM messages WHERE campaign_id = ?2 AND state = 'pending'
+           ORDER BY id LIMIT ?3;
+         INSERT INTO events (message_id, at, from_state, to_state)
+           SELECT id, ?1, 'pending', 'sending' FROM temp.claimed;
+         UPDATE messages SET state = 'sending', attempts = attempts + 1, reason = NULL
+           WHERE id IN temp.claimed AND state = 'pending';
+         SELECT json_group_array(json_array(m.id, m.row_number, m.phone_e164, m.kind,
+                                            m.body, m.media_urls, m.attempts))
+           FROM temp.claimed AS c CROSS JOIN messages AS m ON m.id = c.id",
+    )
+    .bind(now)
+    .bind(claim.campaign_id)
+    .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut **tx)
+    .await?;
+    let json: String = match rows.last() {
+        Some(row) => row.try_get(0)?,
+        None => return Err(StoreError::Corrupt("the claim returned nothing".into())),
+    };
+    let claimed: Vec<rows::ClaimedJson> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("the claimed messages: {e}")))?;
+    claimed.into_iter().map(ClaimedMessage::from_json).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::phone::E164;
+    use crate::store::testing::{
+        accept_all, campaign_of, claim_batch, fail_all, new_import, pending_row, state_of,
+    };
+    use crate::store::{NewMessage, PreparedRows};
+
+    /// The claim carries its messages back as one JSON array: text that
+    /// JSON must escape (quotes, backslashes, line breaks, non-ASCII) and
+    /// media links arrive as they were stored, in row order.
+    #[tokio::test]
+    async fn claimed_messages_arrive_exactly_as_stored() {
+        let (_dir, store, mut import) = new_import().await;
+        let campaign_id = import.campaign_id();
+        let bodies = [
+            "say \"hi\" \\ C:\\path\n\tnext line",
+            "Grüße 😀 — ½ ; DROP TABLE messages; --",
+            "",
+        ];
+        let mut messages: Vec<NewMessage> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| NewMessage {
+                body: (*body).into(),
+                ..pending_row(i as i64 + 1, &format!("+1415555000{i}"), MessageKind::Sms)
+            })
+            .collect();
+        messages[2].kind = MessageKind::Mms;
+        messages[2].media_urls =
+            Some(r#"["https://x/a.png?x=1&y=\"2\"","https://x/b.jpg"]"#.into());
+        import
+            .insert(PreparedRows::new(campaign_id, messages))
+            .await
+            .expect("insert");
+        import.commit(3, "sha").await.expect("commit");
+        let claim = Claim {
+            campaign_id,
+            limit: 10,
+        };
+        let claimed = claim_batch(&store, claim, 5).await;
+        let expected = |row: i64, kind, media_urls: Vec<&str>| ClaimedMessage {
+            message_id: row,
+            row_number: row,
+            phone_e164: E164::from_stored(&format!("+1415555000{}", row - 1)).expect("number"),
+            kind,
+            body: bodies[row as usize - 1].to_string(),
+            media_urls: media_urls.into_iter().map(String::from).collect(),
+            attempts: 1,
+        };
+        assert_eq!(
+            claimed,
+            vec![
+                expected(1, MessageKind::Sms, vec![]),
+                expected(2, MessageKind::Sms, vec![]),
+                expected(
+                    3,
+                    MessageKind::Mms,
+                    vec!["https://x/a.png?x=1&y=\"2\"", "https://x/b.jpg"]
+                ),
+            ]
+        );
+        // A second claim finds nothing left, and says so with an empty list.
+        assert!(claim_batch(&store, claim, 6).await.is_empty());
+    }
+
+    /// Messages left `sending` by a dead run are held as `unknown` or go
+    /// back to `pending`, as the policy says, each with its event; others
+    /// are left alone.
+    #[tokio::test]
+    async fn messages_left_sending_are_recovered_by_the_policy() {
+        for (policy, recovered) in [
+            (AmbiguousPolicy::Hold, MessageState::Unknown),
+            (AmbiguousPolicy::Retry, MessageState::Pending),
+        ] {
+            let (_dir, store, campaign_id) = campaign_of(3).await;
+            let claim = Claim {
+                campaign_id,
+                limit: 2,
+            };
+            claim_batch(&store, claim, 5).await;
+            let n = store
+                .recover_sending(campaign_id, policy, 9)
+                .await
+                .expect("recover");
+            assert_eq!(n, 2);
+            assert_eq!(state_of(&store, 1).await, recovered.as_str());
+            assert_eq!(state_of(&store, 3).await, "pending");
+            let events: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM events WHERE from_state = 'sending' AND to_state = ?",
+            )
+            .bind(recovered.as_str())
+            .fetch_one(&store.pool)
+            .await
+            .expect("events");
+            assert_eq!(events, 2);
+        }
+    }
+
+    /// An operator retry puts messages back to `pending` as they were before
+    /// their send, and the event keeps the sid they had.
+    #[tokio::test]
+    async fn requeued_messages_start_over_and_keep_their_sid_in_history() {
+        let (_dir, store, campaign_id) = campaign_of(2).await;
+        assert!(store.has_pending(campaign_id).await.expect("pending"));
+        let ids = accept_all(&store, campaign_id).await;
+        fail_all(&store, &ids).await;
+        assert!(!store.has_pending(campaign_id).await.expect("none pending"));
+        let n = store
+            .requeue(campaign_id, MessageState::Failed, 50)
+            .await
+            .expect("requeue");
+        assert_eq!(n, 2);
+        assert_eq!(
+            store
+                .count_in_state(campaign_id, MessageState::Pending)
+                .await
+                .expect("count"),
+            2
+        );
+        let row: (Option<String>, Option<i64>, i64) =
+            sqlx::query_as("SELECT sid, next_poll_at, polls FROM messages WHERE id = 1")
+                .fetch_one(&store.pool)
+                .await
+                .expect("row");
+        assert_eq!(row, (None, None, 0));
+        let detail: String = sqlx::query_scalar(
+            "SELECT detail FROM events WHERE message_id = 1 AND to_state = 'pending'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .expect("event");
+        assert_eq!(detail, "operator retry (previous sid SM1)");
+        // A state the lifecycle never retries is refused before any write.
+        assert!(store
+            .requeue(campaign_id, MessageState::Sending, 51)
+            .await
+            .is_err());
+    }
+
+    /// Only messages still `pending` are suppressed, each with the reason
+    /// its number is listed for; a number listed twice counts once.
+    #[tokio::test]
+    async fn suppression_marks_pending_messages_with_their_reason() {
+        let (_dir, store, mut import) = new_import().await;
+        let campaign_id = import.campaign_id();
+        let rows: Vec<NewMessage> = ["+14155550001", "+14155550002", "+14155550003"]
+            .iter()
+            .enumerate()
+            .map(|(i, number)| pending_row(i as i64 + 1, number, MessageKind::Sms))
+            .collect();
+        import
+            .insert(PreparedRows::new(campaign_id, rows))
+            .await
+            .expect("insert");
+        import.commit(3, "sha").await.expect("commit");
+        // The second message is already on its way: not suppressed.
+        sqlx::query("UPDATE messages SET state = 'sending' WHERE id = 2")
+            .execute(&store.pool)
+            .await
+            .expect("sending");
+        let list = [
+            ("+14155550001", "opted out".to_string()),
+            ("+14155550001", "listed twice".to_string()),
+            ("+14155550002", "opted out".to_string()),
+            ("+14155559999", "not in the campaign".to_string()),
+        ];
+        let n = store
+            .suppress_pending(campaign_id, list.iter().map(|(n, r)| (*n, r.clone())))
+            .await
+            .expect("suppress");
+        assert_eq!(n, 1);
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, reason FROM messages ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                ("suppressed".into(), Some("opted out".into())),
+                ("sending".into(), None),
+                ("pending".into(), None),
+            ]
+        );
+        // The list is gone with its transaction: a second list starts empty.
+        let n = store
+            .suppress_pending(campaign_id, std::iter::empty())
+            .await
+            .expect("empty list");
+        assert_eq!(n, 0);
+    }
+
+    /// A stored number that is not E.164 is named, not sent.
+    #[tokio::test]
+    async fn a_claimed_row_that_does_not_decode_is_named() {
+        let (_dir, store, campaign_id) = campaign_of(2).await;
+        sqlx::query("UPDATE messages SET phone_e164 = '4155550002' WHERE id = 2")
+            .execute(&store.pool)
+            .await
+            .expect("damage");
+        let claim = Claim {
+            campaign_id,
+            limit: 2,
+        };
+        let error = store
+            .apply_and_claim(&[], &[claim], 5)
+            .await
+            .expect_err("not E.164");
+        assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+        assert!(error.to_string().contains("message 2"), "{error}");
+    }
+}
