@@ -1,20 +1,20 @@
-//! The HTTP client: one shared connection pool, one cached access token
-//! refreshed by a single task at a time, and Send/Get calls that turn every
-//! answer into a [`SendOutcome`] or [`PollOutcome`].
+//! The API client: one cached access token refreshed by a single task at a
+//! time, one rule for a refused token (refresh once, then stop), and Send and
+//! Get calls that turn every answer into a [`SendOutcome`] or
+//! [`PollOutcome`]. The HTTP itself is [`super::transport`]'s.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Response, StatusCode};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{RequestBuilder, StatusCode};
 use tokio::sync::Mutex;
 
-use super::direct::{Answer, Connections, Failure};
 use super::outcome::{
-    body_limit, classify_poll, classify_send, error_text, parse_retry_after, FatalError,
-    PollOutcome, SendOutcome,
+    classify_poll, classify_send, error_text, FatalError, PollOutcome, SendOutcome,
 };
+use super::transport::{self, Answer, Failure};
 use super::wire::{
     MediaKey, SendMessageRequest, TokenRequest, TokenResponse, MESSAGES_PATH, TOKEN_PATH,
 };
@@ -22,7 +22,6 @@ use crate::secret::SecretString;
 
 /// Lifetime assumed when the token answer does not give one (gap 4).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
-const USER_AGENT: &str = concat!("bpsms/", env!("CARGO_PKG_VERSION"));
 
 /// RFC 3986 unreserved characters: left as they are in a path segment or a
 /// form value, everything else is percent-encoded.
@@ -51,9 +50,6 @@ pub struct ApiConfig {
 /// A client for one tenant, shared by all workers.
 pub struct ApiClient {
     http: reqwest::Client,
-    /// The send path's own connections; `None` when a proxy is configured,
-    /// which only reqwest speaks to.
-    direct: Option<Connections>,
     config: ApiConfig,
     /// Parsed once: reqwest would parse a string URL on every request.
     send_url: reqwest::Url,
@@ -80,27 +76,20 @@ enum TokenError {
     Fatal(FatalError),
 }
 
+/// Why an authorized call has no answer to classify.
+enum CallError {
+    Token(TokenError),
+    /// A fresh token was refused too: the credentials lack the privilege.
+    Rejected(FatalError),
+    Transport(Failure),
+}
+
 impl ApiClient {
     pub fn new(config: ApiConfig) -> anyhow::Result<ApiClient> {
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
+        let http = transport::client(config.connect_timeout, config.request_timeout)?;
         let send_url = reqwest::Url::parse(&format!("{}{}", config.base_url, MESSAGES_PATH))?;
-        let direct = if proxy_configured() {
-            None
-        } else {
-            Some(Connections::new(
-                &send_url,
-                USER_AGENT,
-                config.connect_timeout,
-            )?)
-        };
         Ok(ApiClient {
             http,
-            direct,
             config,
             send_url,
             token: std::sync::Mutex::new(None),
@@ -126,105 +115,43 @@ impl ApiClient {
                 }
             }
         };
-        let mut refreshed = false;
-        loop {
-            let token = match self.token().await {
-                Ok(token) => token,
-                Err(TokenError::Unavailable(detail)) => {
-                    return SendOutcome::NotAccepted {
-                        detail,
-                        rate_limited: false,
-                        retry_after: None,
-                    }
-                }
-                Err(TokenError::Fatal(fatal)) => return SendOutcome::Fatal(fatal),
-            };
-            let answer = match &self.direct {
-                Some(connections) => {
-                    let posting = connections.post_json(&token.header, json.clone());
-                    match tokio::time::timeout(self.config.request_timeout, posting).await {
-                        Ok(answer) => answer,
-                        Err(_) => Err(Failure::Broken("timed out".into())),
-                    }
-                }
-                None => self.post_through_reqwest(&token.header, json.clone()).await,
-            };
-            let Answer {
+        let answer = self
+            .authorized(|authorization| {
+                self.http
+                    .post(self.send_url.clone())
+                    .header(AUTHORIZATION, authorization.clone())
+                    .header(ACCEPT, "application/json")
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(json.clone())
+            })
+            .await;
+        let outcome = match answer {
+            Ok(Answer {
                 status,
                 retry_after,
                 body,
-            } = match answer {
-                Ok(answer) => answer,
-                Err(Failure::Connect(detail)) => {
-                    return SendOutcome::NotAccepted {
-                        detail: format!("could not connect: {detail}"),
-                        rate_limited: false,
-                        retry_after: None,
-                    }
-                }
-                Err(Failure::Broken(detail)) => {
-                    return redact_send(SendOutcome::Ambiguous { detail }, self)
-                }
-                Err(Failure::BodyBroken { status, detail }) => {
-                    return redact_send(
-                        SendOutcome::Ambiguous {
-                            detail: format!("HTTP {}, then {detail}", status.as_u16()),
-                        },
-                        self,
-                    )
-                }
-            };
-            let retry_after = retry_after.as_ref().and_then(parse_retry_after_header);
-            if status == StatusCode::UNAUTHORIZED {
-                // A 401 certainly did not send anything: refresh once and retry.
-                if refreshed {
-                    return SendOutcome::Fatal(FatalError::CredentialsRejected {
-                        text: self.redact(error_text(&body)),
-                    });
-                }
-                self.invalidate(&token);
-                refreshed = true;
-                continue;
+            }) => classify_send(status, retry_after, &body),
+            Err(CallError::Token(TokenError::Unavailable(detail))) => SendOutcome::NotAccepted {
+                detail,
+                rate_limited: false,
+                retry_after: None,
+            },
+            Err(CallError::Token(TokenError::Fatal(fatal)) | CallError::Rejected(fatal)) => {
+                SendOutcome::Fatal(fatal)
             }
-            return redact_send(classify_send(status, retry_after, &body), self);
-        }
-    }
-
-    /// The send POST through reqwest, which honours the proxy settings.
-    async fn post_through_reqwest(
-        &self,
-        authorization: &HeaderValue,
-        json: Bytes,
-    ) -> Result<Answer, Failure> {
-        let response = self
-            .http
-            .post(self.send_url.clone())
-            .header(AUTHORIZATION, authorization.clone())
-            .header(ACCEPT, "application/json")
-            .header(CONTENT_TYPE, "application/json")
-            .body(json)
-            .send()
-            .await
-            .map_err(|error| {
-                if error.is_connect() {
-                    Failure::Connect(describe(&error))
-                } else {
-                    Failure::Broken(describe(&error))
+            Err(CallError::Transport(Failure::Connect(detail))) => SendOutcome::NotAccepted {
+                detail: format!("could not connect: {detail}"),
+                rate_limited: false,
+                retry_after: None,
+            },
+            Err(CallError::Transport(Failure::Broken(detail))) => SendOutcome::Ambiguous { detail },
+            Err(CallError::Transport(Failure::BodyBroken { status, detail })) => {
+                SendOutcome::Ambiguous {
+                    detail: format!("HTTP {}, then {detail}", status.as_u16()),
                 }
-            })?;
-        let status = response.status();
-        let retry_after = response.headers().get(RETRY_AFTER).cloned();
-        let body = read_body(response)
-            .await
-            .map_err(|error| Failure::BodyBroken {
-                status,
-                detail: describe(&error),
-            })?;
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
+            }
+        };
+        redact_send(outcome, self)
     }
 
     /// Calls Get Message for a sid.
@@ -234,56 +161,57 @@ impl ApiClient {
             self.send_url.as_str(),
             utf8_percent_encode(sid, UNRESERVED)
         );
+        let answer = self
+            .authorized(|authorization| {
+                self.http
+                    .get(&url)
+                    .header(AUTHORIZATION, authorization.clone())
+                    .header(ACCEPT, "application/json")
+            })
+            .await;
+        match answer {
+            Ok(Answer {
+                status,
+                retry_after,
+                body,
+            }) => classify_poll(status, retry_after, &body),
+            Err(CallError::Token(TokenError::Unavailable(detail))) => PollOutcome::RetryLater {
+                detail,
+                retry_after: None,
+            },
+            Err(CallError::Token(TokenError::Fatal(fatal)) | CallError::Rejected(fatal)) => {
+                PollOutcome::Fatal(fatal)
+            }
+            Err(CallError::Transport(failure)) => PollOutcome::RetryLater {
+                detail: failure.detail().to_string(),
+                retry_after: None,
+            },
+        }
+    }
+
+    /// Makes the request that `request` builds with the current token. A
+    /// 401 certainly did nothing: the token is refreshed and the request
+    /// made once more; a second 401 means the credentials will never do.
+    async fn authorized(
+        &self,
+        request: impl Fn(&HeaderValue) -> RequestBuilder,
+    ) -> Result<Answer, CallError> {
         let mut refreshed = false;
         loop {
-            let token = match self.token().await {
-                Ok(token) => token,
-                Err(TokenError::Unavailable(detail)) => {
-                    return PollOutcome::RetryLater {
-                        detail,
-                        retry_after: None,
-                    }
-                }
-                Err(TokenError::Fatal(fatal)) => return PollOutcome::Fatal(fatal),
-            };
-            let answer = self
-                .http
-                .get(&url)
-                .header(AUTHORIZATION, token.header.clone())
-                .header(ACCEPT, "application/json")
-                .send()
-                .await;
-            let response = match answer {
-                Ok(response) => response,
-                Err(error) => {
-                    return PollOutcome::RetryLater {
-                        detail: describe(&error),
-                        retry_after: None,
-                    }
-                }
-            };
-            let status = response.status();
-            let retry_after = retry_after(response.headers());
-            let body = match read_body(response).await {
-                Ok(body) => body,
-                Err(error) => {
-                    return PollOutcome::RetryLater {
-                        detail: describe(&error),
-                        retry_after: None,
-                    }
-                }
-            };
-            if status == StatusCode::UNAUTHORIZED {
-                if refreshed {
-                    return PollOutcome::Fatal(FatalError::CredentialsRejected {
-                        text: self.redact(error_text(&body)),
-                    });
-                }
-                self.invalidate(&token);
-                refreshed = true;
-                continue;
+            let token = self.token().await.map_err(CallError::Token)?;
+            let answer = transport::exchange(request(&token.header))
+                .await
+                .map_err(CallError::Transport)?;
+            if answer.status != StatusCode::UNAUTHORIZED {
+                return Ok(answer);
             }
-            return classify_poll(status, retry_after, &body);
+            if refreshed {
+                return Err(CallError::Rejected(FatalError::CredentialsRejected {
+                    text: self.redact(error_text(&answer.body)),
+                }));
+            }
+            self.invalidate(&token);
+            refreshed = true;
         }
     }
 
@@ -353,20 +281,16 @@ impl ApiClient {
         let encoded = form_encode(&form);
         let started = Instant::now();
         let url = format!("{}{}", self.config.base_url, TOKEN_PATH);
-        let response = self
-            .http
-            .post(url)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json")
-            .body(encoded)
-            .send()
-            .await
-            .map_err(|error| {
-                TokenError::Unavailable(format!("token request failed: {}", describe(&error)))
-            })?;
-        let status = response.status();
-        let body = read_body(response).await.map_err(|error| {
-            TokenError::Unavailable(format!("token request failed: {}", describe(&error)))
+        let Answer { status, body, .. } = transport::exchange(
+            self.http
+                .post(url)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(ACCEPT, "application/json")
+                .body(encoded),
+        )
+        .await
+        .map_err(|failure| {
+            TokenError::Unavailable(format!("token request failed: {}", failure.detail()))
         })?;
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(TokenError::Unavailable(format!(
@@ -374,6 +298,14 @@ impl ApiClient {
                 status.as_u16(),
                 self.redact(error_text(&body))
             )));
+        }
+        // Redirects are not followed (see `transport::client`): one here
+        // says the base URL is not the tenant's API address.
+        if status.is_redirection() {
+            return Err(TokenError::Fatal(FatalError::WrongEndpoint {
+                status: status.as_u16(),
+                path: TOKEN_PATH.into(),
+            }));
         }
         if !status.is_success() {
             return Err(TokenError::Fatal(FatalError::TokenRefused {
@@ -442,51 +374,6 @@ fn redact_send(outcome: SendOutcome, client: &ApiClient) -> SendOutcome {
         },
         other => other,
     }
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    parse_retry_after_header(headers.get(RETRY_AFTER)?)
-}
-
-fn parse_retry_after_header(value: &HeaderValue) -> Option<Duration> {
-    parse_retry_after(value.to_str().ok()?, SystemTime::now())
-}
-
-/// True when the environment names a proxy, which reqwest would use.
-fn proxy_configured() -> bool {
-    ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
-        .iter()
-        .flat_map(|name| [name.to_string(), name.to_lowercase()])
-        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
-}
-
-/// Reads a body, keeping at most [`body_limit`] bytes of it.
-async fn read_body(mut response: Response) -> Result<Vec<u8>, reqwest::Error> {
-    let limit = body_limit(response.status());
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = limit.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= limit {
-            break;
-        }
-    }
-    Ok(body)
-}
-
-/// A transport error in words, without the URL's query (never holds secrets
-/// here, but stays short).
-fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else if error.is_body() || error.is_decode() {
-        "the answer broke off"
-    } else {
-        "request failed"
-    };
-    super::with_causes(kind.to_string(), error)
 }
 
 fn form_encode(form: &TokenRequest) -> String {
