@@ -3,23 +3,37 @@
 //!
 //! # Layout
 //!
-//! - [`cli`] parses the command line; [`config`] layers flags, environment and
-//!   the TOML file into validated settings.
-//! - [`domain`] holds the validated value types (phone numbers, message text,
-//!   templates) and the message lifecycle ([`domain::state`]).
-//! - [`import`] streams a recipients CSV into the store as one transaction.
-//! - [`store`] owns the SQLite database: the only module with SQL in it.
-//! - [`api`] speaks to BPCC: wire types, token cache, Send and Get, and the
-//!   classification of every answer.
-//! - [`sender`] and [`tracker`] are the two worker loops; [`campaign`] runs them
-//!   together for `bpsms send`.
+//! - [`cli`] parses the command line into raw values; [`config`] layers flags,
+//!   environment and the TOML file and validates them once into typed
+//!   settings.
+//! - [`commands`] holds one file per subcommand (`send` and `resume`,
+//!   `import`, `check`, `retry`, `status`, `export`, `mock-server`, `demo`),
+//!   the dispatch, and the exit codes ([`commands::exit`]): a run returns its
+//!   outcome and `main` picks the code. Nothing below it imports from it;
+//!   [`shell`] quotes the commands it suggests to the operator.
+//! - [`domain`] holds the validated value types: ids ([`domain::ids`]), phone
+//!   numbers ([`domain::phone`], Google's libphonenumber through
+//!   `rlibphonenumber`), message text, templates, and the message lifecycle
+//!   ([`domain::state`]).
+//! - [`import`] streams a recipients CSV into the store as one transaction;
+//!   [`suppress`] reads the suppression list; [`fuzzing`] is the fuzz
+//!   target's entry point.
+//! - [`store`] owns the SQLite database, one concern per file: the only module
+//!   with SQL in it.
+//! - [`api`] speaks to BPCC over one HTTP client (reqwest): wire types, token
+//!   cache, Send and Get, and the classification of every answer.
+//! - [`worker`] is the one harness both workers run in; [`sender`] and
+//!   [`tracker`] are its two step functions; [`recorder`] writes their answers
+//!   and makes their claims in one transaction (group commit); [`pacing`]
+//!   holds the schedule, the rate ceiling, AIMD, back-off and the circuit
+//!   breaker; [`campaign`] runs one `bpsms send`; [`lease`] keeps it to one
+//!   runner per campaign.
 //! - [`report`] prints summaries and writes exports; [`progress`] draws the
-//!   live progress line.
-//! - [`mock`] is the BPCC simulator behind `bpsms mock-server`, built only
-//!   with the default `simulator` feature: the sending path cannot import it
-//!   (`cargo build --no-default-features` proves it).
-//! - [`commands`] holds one file per subcommand, wiring it to the modules
-//!   above, and the exit codes; nothing below it imports from it.
+//!   live status line on a terminal; [`secret`] keeps secrets out of output;
+//!   [`clock`] reads the time at the edges.
+//! - `mock` is the BPCC simulator behind `bpsms mock-server` and `bpsms demo`,
+//!   built only with the default `simulator` feature: the sending path cannot
+//!   import it (`cargo build --no-default-features` proves it).
 
 pub mod api;
 pub mod campaign;
