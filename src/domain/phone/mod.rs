@@ -25,9 +25,25 @@
 use std::fmt;
 
 use rlibphonenumber::{
-    NumberLengthType, ParseError, PhoneNumber, PhoneNumberFormat, ValidationError,
+    NumberLengthType, ParseError, PhoneNumber, PhoneNumberFormat, PhoneNumberUtil, ValidationError,
     PHONE_NUMBER_UTIL,
 };
+
+thread_local! {
+    /// Each thread that reads numbers has its own libphonenumber. The regex
+    /// crate gives the fast path of a compiled pattern to the first thread
+    /// that matches with it and sends every other thread through a locked
+    /// pool: with one shared instance, the import's reader (the sender was
+    /// read first, on another thread) spent about 15 % of its time in that
+    /// pool. Building one costs a few milliseconds per thread.
+    static UTIL: Option<PhoneNumberUtil> = PhoneNumberUtil::new().ok();
+}
+
+/// Runs `f` with this thread's libphonenumber (the shared one should this
+/// thread's fail to build, which only a broken build of the crate could do).
+fn with_util<T>(f: impl FnOnce(&PhoneNumberUtil) -> T) -> T {
+    UTIL.with(|util| f(util.as_ref().unwrap_or(&PHONE_NUMBER_UTIL)))
+}
 
 /// How much of a raw input an error message shows, in characters.
 const SHOWN_INPUT_CHARS: usize = 40;
@@ -304,14 +320,24 @@ fn clean(raw: &str) -> Result<Cleaned, PhoneError> {
 /// their country.
 fn resolve(raw: &str, cleaned: Cleaned, region: Option<&Region>) -> Result<E164, PhoneError> {
     let Cleaned { prefix, digits } = cleaned;
+    with_util(|util| resolve_with(util, raw, prefix, &digits, region))
+}
+
+fn resolve_with(
+    util: &PhoneNumberUtil,
+    raw: &str,
+    prefix: Prefix,
+    digits: &str,
+    region: Option<&Region>,
+) -> Result<E164, PhoneError> {
     let n_digits = digits.len();
     let parsed = if prefix == Prefix::None {
         // The library strips the region's own international dialling prefix
         // (`011` in US) and reads the country code after it.
         let region = region.copied().unwrap_or_default();
-        PHONE_NUMBER_UTIL.parse(&digits, Some(region.id))
+        util.parse(digits, Some(region.id))
     } else {
-        PHONE_NUMBER_UTIL.parse(format!("+{digits}"), None)
+        util.parse(format!("+{digits}"), None)
     };
     let number = parsed.map_err(|error| match error {
         ParseError::InvalidCountryCode => PhoneError::UnknownCountryCode { input: shown(raw) },
@@ -327,13 +353,19 @@ fn resolve(raw: &str, cleaned: Cleaned, region: Option<&Region>) -> Result<E164,
             }
         }
     })?;
-    if !PHONE_NUMBER_UTIL.is_valid_number(&number) {
+    if !util.is_valid_number(&number) {
         let international = prefix != Prefix::None
             || region.is_some_and(|region| {
-                PHONE_NUMBER_UTIL.get_country_code_for_region(region.id)
-                    != Some(number.country_code)
+                util.get_country_code_for_region(region.id) != Some(number.country_code)
             });
-        return Err(why_invalid(raw, &number, international, region, n_digits));
+        return Err(why_invalid(
+            util,
+            raw,
+            &number,
+            international,
+            region,
+            n_digits,
+        ));
     }
     let formatted = number.format_as(PhoneNumberFormat::E164);
     // libphonenumber accepts a few numbers longer than E.164 allows (German
@@ -351,13 +383,14 @@ fn resolve(raw: &str, cleaned: Cleaned, region: Option<&Region>) -> Result<E164,
 /// Picks the most helpful reason for a number libphonenumber finds invalid:
 /// its length compared with the lengths its country uses, or else the range.
 fn why_invalid(
+    util: &PhoneNumberUtil,
     raw: &str,
     number: &PhoneNumber,
     international: bool,
     region: Option<&Region>,
     n_digits: usize,
 ) -> PhoneError {
-    match PHONE_NUMBER_UTIL.is_possible_number_with_reason(number) {
+    match util.is_possible_number_with_reason(number) {
         // A length only dialled inside an area is too short for an SMS,
         // which needs the full number.
         Err(ValidationError::TooShort) | Ok(NumberLengthType::IsPossibleLocalOnly) => {
