@@ -230,23 +230,17 @@ impl Config {
             scope,
             send_tenant_field: self.file.send_tenant_field.unwrap_or(false),
             media_key,
-            connect_timeout: positive(
+            connect_timeout: timeout(
+                run.connect_timeout,
+                &self.file.connect_timeout,
                 "connect-timeout",
-                pick_duration(
-                    run.connect_timeout,
-                    &self.file.connect_timeout,
-                    "connect_timeout",
-                    DEFAULT_CONNECT_TIMEOUT,
-                )?,
+                DEFAULT_CONNECT_TIMEOUT,
             )?,
-            request_timeout: positive(
+            request_timeout: timeout(
+                run.request_timeout,
+                &self.file.request_timeout,
                 "request-timeout",
-                pick_duration(
-                    run.request_timeout,
-                    &self.file.request_timeout,
-                    "request_timeout",
-                    DEFAULT_REQUEST_TIMEOUT,
-                )?,
+                DEFAULT_REQUEST_TIMEOUT,
             )?,
         })
     }
@@ -264,35 +258,35 @@ impl Config {
             .or(stored.map(|s| s.rate))
             .or(file.rate)
             .unwrap_or(DEFAULT_RATE);
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(ConfigError(format!(
-                "--rate {rate}: give a number of messages per second above 0, e.g. --rate 10"
-            )));
-        }
+        ensure(
+            rate.is_finite() && rate > 0.0,
+            format!("--rate {rate}: give a number of messages per second above 0, e.g. --rate 10"),
+        )?;
         let concurrency = run
             .concurrency
             .or(stored.map(|s| s.concurrency))
             .or(file.concurrency)
             .unwrap_or(DEFAULT_CONCURRENCY);
-        if !(1..=1024).contains(&concurrency) {
-            return Err(ConfigError(format!(
-                "--concurrency {concurrency}: give a number from 1 to 1024"
-            )));
-        }
-        let poll_delay = match run.poll_delay.or(stored.map(|s| s.poll_delay)) {
-            Some(d) => d,
-            None => pick_duration(None, &file.poll_delay, "poll_delay", DEFAULT_POLL_DELAY)?,
-        };
-        let track_for = match run.track_for.or(stored.map(|s| s.track_for)) {
-            Some(d) => d,
-            None => pick_duration(None, &file.track_for, "track_for", DEFAULT_TRACK_FOR)?,
-        };
-        if track_for.is_zero() {
-            return Err(ConfigError(
-                "--track-for 0s: the tracking window must be longer than zero, e.g. --track-for 4h"
-                    .into(),
-            ));
-        }
+        ensure(
+            (1..=1024).contains(&concurrency),
+            format!("--concurrency {concurrency}: give a number from 1 to 1024"),
+        )?;
+        let poll_delay = pick_duration(
+            run.poll_delay.or(stored.map(|s| s.poll_delay)),
+            &file.poll_delay,
+            "poll_delay",
+            DEFAULT_POLL_DELAY,
+        )?;
+        let track_for = pick_duration(
+            run.track_for.or(stored.map(|s| s.track_for)),
+            &file.track_for,
+            "track_for",
+            DEFAULT_TRACK_FOR,
+        )?;
+        ensure(
+            !track_for.is_zero(),
+            "--track-for 0s: the tracking window must be longer than zero, e.g. --track-for 4h",
+        )?;
         let on_ambiguous = match run.on_ambiguous {
             Some(OnAmbiguous::Hold) => AmbiguousPolicy::Hold,
             Some(OnAmbiguous::Retry) => AmbiguousPolicy::Retry,
@@ -305,34 +299,27 @@ impl Config {
             },
         };
         let poll_rate = run.poll_rate.or(file.poll_rate).unwrap_or(rate);
-        if !(poll_rate.is_finite() && poll_rate > 0.0) {
-            return Err(ConfigError(format!(
-                "--poll-rate {poll_rate}: give a number of polls per second above 0"
-            )));
-        }
+        ensure(
+            poll_rate.is_finite() && poll_rate > 0.0,
+            format!("--poll-rate {poll_rate}: give a number of polls per second above 0"),
+        )?;
         let max_attempts = run
             .max_attempts
             .or(file.max_attempts)
             .unwrap_or(DEFAULT_MAX_ATTEMPTS);
-        if max_attempts == 0 {
-            return Err(ConfigError("--max-attempts 0: give at least 1".into()));
-        }
+        ensure(max_attempts > 0, "--max-attempts 0: give at least 1")?;
         let breaker_window = run
             .breaker_window
             .or(file.breaker_window)
             .unwrap_or(DEFAULT_BREAKER_WINDOW);
-        if breaker_window == 0 {
-            return Err(ConfigError("--breaker-window 0: give at least 1".into()));
-        }
+        ensure(breaker_window > 0, "--breaker-window 0: give at least 1")?;
         let breaker_threshold = run
             .breaker_threshold
             .or(file.breaker_threshold)
             .unwrap_or(DEFAULT_BREAKER_THRESHOLD);
-        if !(breaker_threshold > 0.0 && breaker_threshold <= 1.0) {
-            return Err(ConfigError(format!(
+        ensure(breaker_threshold > 0.0 && breaker_threshold <= 1.0, format!(
                 "--breaker-threshold {breaker_threshold}: give a ratio above 0 and at most 1, e.g. 0.5"
-            )));
-        }
+            ))?;
         Ok(RunSettings {
             campaign: CampaignSettings {
                 rate,
@@ -358,15 +345,10 @@ impl Config {
                 E164::parse_sender(raw).map_err(|e| ConfigError(format!("--from {raw:?}: {e}")))
             })
             .transpose()?;
-        if args
-            .body
-            .as_deref()
-            .is_some_and(|body| body.trim().is_empty())
-        {
-            return Err(ConfigError(
-                "--body is empty; give the message text, e.g. --body 'Hi {{first_name}}'".into(),
-            ));
-        }
+        ensure(
+            !args.body.as_deref().is_some_and(|b| b.trim().is_empty()),
+            "--body is empty; give the message text, e.g. --body 'Hi {{first_name}}'",
+        )?;
         let region_flag = args
             .default_region
             .as_deref()
@@ -456,13 +438,28 @@ fn insecure_http_warning(url: &Url) -> String {
     )
 }
 
-/// A timeout of zero would fail every request; refuse it by name.
-fn positive(flag: &str, duration: Duration) -> Result<Duration, ConfigError> {
-    if duration.is_zero() {
-        return Err(ConfigError(format!(
-            "--{flag} 0s: every request would time out at once; give a duration such as 10s"
-        )));
+/// Fails with `problem` unless `valid`.
+fn ensure(valid: bool, problem: impl Into<String>) -> Result<(), ConfigError> {
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError(problem.into()))
     }
+}
+
+/// A request timeout from `--flag`, else the file's key of the same name,
+/// else `default`. Zero would fail every request, so it is refused by name.
+fn timeout(
+    flag: Option<Duration>,
+    file: &Option<String>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let duration = pick_duration(flag, file, &name.replace('-', "_"), default)?;
+    ensure(
+        !duration.is_zero(),
+        format!("--{name} 0s: every request would time out at once; give a duration such as 10s"),
+    )?;
     Ok(duration)
 }
 
@@ -637,18 +634,13 @@ mod tests {
             "base_url = \"http://sms-gateway.internal\"\nallow_insecure_http = true\n",
         )
         .expect("write config");
-        let env = |key: &str| match key {
-            "BPSMS_CLIENT_ID" => Some("sms.robot".to_string()),
-            "BPSMS_CLIENT_SECRET" => Some("s3cret".to_string()),
-            _ => None,
-        };
         let with_flag = |flag: Option<bool>| GlobalArgs {
             config: Some(path.clone()),
             allow_insecure_http: flag,
             ..global(None)
         };
         let api = |global: GlobalArgs| {
-            Config::load_with(&global, &env)
+            Config::load_with(&global, &robot_env)
                 .expect("config")
                 .api(&RunArgs::default())
         };
@@ -707,6 +699,15 @@ mod tests {
         );
     }
 
+    /// An environment with the API user's credentials.
+    fn robot_env(key: &str) -> Option<String> {
+        match key {
+            "BPSMS_CLIENT_ID" => Some("sms.robot".to_string()),
+            "BPSMS_CLIENT_SECRET" => Some("s3cret".to_string()),
+            _ => None,
+        }
+    }
+
     fn global(base: Option<&str>) -> GlobalArgs {
         GlobalArgs {
             db: None,
@@ -718,12 +719,7 @@ mod tests {
 
     #[test]
     fn tenant_defaults_to_the_host_and_secret_stays_hidden() {
-        let env = |key: &str| match key {
-            "BPSMS_CLIENT_ID" => Some("sms.robot".to_string()),
-            "BPSMS_CLIENT_SECRET" => Some("s3cret".to_string()),
-            _ => None,
-        };
-        let config = Config::load_with(&global(Some("https://acme.brightpattern.com")), &env)
+        let config = Config::load_with(&global(Some("https://acme.brightpattern.com")), &robot_env)
             .expect("config");
         let api = config.api(&RunArgs::default()).expect("api config");
         assert_eq!(api.scope, "acme.brightpattern.com");
