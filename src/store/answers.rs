@@ -491,16 +491,9 @@ fn push_events(query: &mut QueryBuilder<'_, Sqlite>, events: Vec<EventRow>, now:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{accept_all, accepted, campaign_of, claim_batch, polled, state_of};
-
-    async fn claim_all(store: &Store, campaign_id: i64) -> Vec<i64> {
-        let claim = Claim {
-            campaign_id,
-            limit: usize::MAX,
-        };
-        let claimed = claim_batch(store, claim, 5).await;
-        claimed.iter().map(|m| m.message_id).collect()
-    }
+    use crate::store::testing::{
+        accept_all, accepted, campaign_of, claim_all, claim_batch, polled, state_of,
+    };
 
     /// What the message row holds after its answers, read directly.
     async fn row_of(store: &Store, message_id: i64) -> (String, i64, i64, Option<String>) {
@@ -514,11 +507,7 @@ mod tests {
     #[tokio::test]
     async fn bulk_answers_write_every_row_and_name_a_conflict() {
         let (_dir, store, campaign_id) = campaign_of(3).await;
-        let claim = Claim {
-            campaign_id,
-            limit: 2,
-        };
-        let claimed = claim_batch(&store, claim, 5).await;
+        let claimed = claim_batch(&store, campaign_id, 2, 5).await;
         let ids: Vec<i64> = claimed.iter().map(|m| m.message_id).collect();
         let changes: Vec<Change> = ids.iter().map(|&id| accepted(id)).collect();
         store.apply(&changes, 10).await.expect("apply");

@@ -237,11 +237,7 @@ mod tests {
             .await
             .expect("insert");
         import.commit(3, "sha").await.expect("commit");
-        let claim = Claim {
-            campaign_id,
-            limit: 10,
-        };
-        let claimed = claim_batch(&store, claim, 5).await;
+        let claimed = claim_batch(&store, campaign_id, 10, 5).await;
         let expected = |row: i64, kind, media_urls: Vec<&str>| ClaimedMessage {
             message_id: row,
             row_number: row,
@@ -264,7 +260,7 @@ mod tests {
             ]
         );
         // A second claim finds nothing left, and says so with an empty list.
-        assert!(claim_batch(&store, claim, 6).await.is_empty());
+        assert!(claim_batch(&store, campaign_id, 10, 6).await.is_empty());
     }
 
     /// Messages left `sending` by a dead run are held as `unknown` or go
@@ -277,11 +273,7 @@ mod tests {
             (AmbiguousPolicy::Retry, MessageState::Pending),
         ] {
             let (_dir, store, campaign_id) = campaign_of(3).await;
-            let claim = Claim {
-                campaign_id,
-                limit: 2,
-            };
-            claim_batch(&store, claim, 5).await;
+            claim_batch(&store, campaign_id, 2, 5).await;
             let n = store
                 .recover_sending(campaign_id, policy, 9)
                 .await

@@ -82,7 +82,14 @@ pub async fn campaign_of(n: i64) -> (tempfile::TempDir, Store, i64) {
     (dir, store, campaign_id)
 }
 
-pub async fn claim_batch(store: &Store, claim: Claim, now: i64) -> Vec<ClaimedMessage> {
+/// Claims up to `limit` pending messages of the campaign at `now`.
+pub async fn claim_batch(
+    store: &Store,
+    campaign_id: i64,
+    limit: usize,
+    now: i64,
+) -> Vec<ClaimedMessage> {
+    let claim = Claim { campaign_id, limit };
     store
         .apply_and_claim(&[], &[claim], now)
         .await
@@ -91,18 +98,16 @@ pub async fn claim_batch(store: &Store, claim: Claim, now: i64) -> Vec<ClaimedMe
         .expect("one claim")
 }
 
+/// Claims every pending message of the campaign, at 5.
+pub async fn claim_all(store: &Store, campaign_id: i64) -> Vec<i64> {
+    let claimed = claim_batch(store, campaign_id, usize::MAX, 5).await;
+    claimed.iter().map(|m| m.message_id).collect()
+}
+
 /// Claims every pending message of the campaign and has the API accept
 /// them, tracked until 1000 with a first poll at 20.
 pub async fn accept_all(store: &Store, campaign_id: i64) -> Vec<i64> {
-    let claim = Claim {
-        campaign_id,
-        limit: usize::MAX,
-    };
-    let ids: Vec<i64> = claim_batch(store, claim, 5)
-        .await
-        .iter()
-        .map(|m| m.message_id)
-        .collect();
+    let ids = claim_all(store, campaign_id).await;
     let changes: Vec<Change> = ids.iter().map(|&id| accepted(id)).collect();
     store.apply(&changes, 10).await.expect("accept");
     ids

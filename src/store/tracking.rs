@@ -109,7 +109,7 @@ mod tests {
     use crate::store::testing::{
         accept_all, accepted, campaign_of, claim_batch, new_import, pending_row,
     };
-    use crate::store::{Change, Claim, DueClaim, DueMessage, PreparedRows, Store};
+    use crate::store::{Change, DueClaim, DueMessage, PreparedRows, Store};
 
     /// Claims due polls the way the tracker does: in an answers'
     /// transaction, here one without answers.
@@ -133,15 +133,7 @@ mod tests {
     #[tokio::test]
     async fn due_polls_are_claimed_in_the_answers_transaction() {
         let (_dir, store, campaign_id) = campaign_of(3).await;
-        let claimed = claim_batch(
-            &store,
-            Claim {
-                campaign_id,
-                limit: 3,
-            },
-            5,
-        )
-        .await;
+        let claimed = claim_batch(&store, campaign_id, 3, 5).await;
         assert_eq!(claimed.len(), 3);
         let due = |now| DueClaim {
             campaign_id,
@@ -243,11 +235,7 @@ mod tests {
             .await
             .expect("insert");
         import.commit(2, "sha").await.expect("commit");
-        let claim = Claim {
-            campaign_id,
-            limit: 2,
-        };
-        claim_batch(&store, claim, 5).await;
+        claim_batch(&store, campaign_id, 2, 5).await;
         let sent = |message_id| Change::Accepted {
             message_id,
             to: MessageState::Sent,
