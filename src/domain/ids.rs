@@ -28,32 +28,10 @@ impl CampaignName {
     /// Trims surrounding spaces; refuses an empty name, a name longer than
     /// 200 bytes, and control characters (they would break a log line).
     pub fn parse(raw: &str) -> Result<CampaignName, IdError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty()
-            || trimmed.len() > CAMPAIGN_NAME_MAX_BYTES
-            || trimmed.chars().any(char::is_control)
-        {
-            return Err(IdError::CampaignName {
-                input: raw.chars().take(CAMPAIGN_NAME_MAX_BYTES + 20).collect(),
-            });
-        }
-        Ok(CampaignName(trimmed.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CampaignName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for CampaignName {
-    fn as_ref(&self) -> &str {
-        &self.0
+        let input = || raw.chars().take(CAMPAIGN_NAME_MAX_BYTES + 20).collect();
+        printable(raw, CAMPAIGN_NAME_MAX_BYTES)
+            .map(CampaignName)
+            .ok_or_else(|| IdError::CampaignName { input: input() })
     }
 }
 
@@ -66,34 +44,46 @@ pub struct MessageSid(String);
 
 impl MessageSid {
     pub fn parse(raw: &str) -> Result<MessageSid, IdError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty()
-            || trimmed.len() > SID_MAX_BYTES
-            || trimmed.chars().any(char::is_control)
-        {
-            return Err(IdError::Sid {
-                input: raw.chars().take(SID_MAX_BYTES + 20).collect(),
-            });
+        let input = || raw.chars().take(SID_MAX_BYTES + 20).collect();
+        printable(raw, SID_MAX_BYTES)
+            .map(MessageSid)
+            .ok_or_else(|| IdError::Sid { input: input() })
+    }
+}
+
+/// `raw` trimmed, if that leaves 1 to `max_bytes` bytes and no control
+/// character.
+fn printable(raw: &str, max_bytes: usize) -> Option<String> {
+    let trimmed = raw.trim();
+    let valid =
+        !trimmed.is_empty() && trimmed.len() <= max_bytes && !trimmed.chars().any(char::is_control);
+    valid.then(|| trimmed.to_owned())
+}
+
+/// The text views both ids share.
+macro_rules! text_id {
+    ($($id:ident),*) => {$(
+        impl $id {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-        Ok(MessageSid(trimmed.to_owned()))
-    }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl fmt::Display for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $id {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
 }
 
-impl fmt::Display for MessageSid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for MessageSid {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+text_id!(CampaignName, MessageSid);
 
 #[cfg(test)]
 mod tests {
