@@ -141,10 +141,6 @@ impl AdaptiveRate {
         self.current
     }
 
-    pub fn ceiling(&self) -> f64 {
-        self.ceiling
-    }
-
     /// The API answered 429: halve the rate (once per burst). Returns the
     /// new rate when it changed.
     pub fn on_rate_limited(&mut self, now: Instant) -> Option<f64> {
@@ -211,10 +207,6 @@ impl Backoff {
         let ceiling = self.ceiling();
         self.failures = self.failures.saturating_add(1);
         ceiling.mul_f64(rng.random::<f64>())
-    }
-
-    pub fn failures(&self) -> u32 {
-        self.failures
     }
 
     pub fn reset(&mut self) {
@@ -339,7 +331,7 @@ mod tests {
         let later = start + Duration::from_secs(100);
         assert_eq!(rate.on_accepted(later), Some(100.0));
         assert_eq!(rate.on_accepted(later + Duration::from_secs(5)), None);
-        assert!(rate.current() <= rate.ceiling());
+        assert!(rate.current() <= rate.ceiling);
     }
 
     #[test]

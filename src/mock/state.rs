@@ -191,11 +191,6 @@ impl SimState {
             .collect()
     }
 
-    /// Number of accepted Sends, without copying the ledger.
-    pub fn ledger_len(&self) -> usize {
-        self.lock().messages.len()
-    }
-
     /// The counters so far.
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;

@@ -624,7 +624,7 @@ async fn not_found_window_then_visible() {
         assert!(Instant::now() < deadline, "message never became visible");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(sim.state.ledger_len(), 1);
+    assert_eq!(sim.state.ledger().len(), 1);
     sim.shutdown().await;
 }
 
