@@ -3,8 +3,6 @@
 //! holding one means it was checked, and the two cannot be mixed up with each
 //! other or with a phone number.
 
-use std::fmt;
-
 /// The longest campaign name accepted, in bytes.
 const CAMPAIGN_NAME_MAX_BYTES: usize = 200;
 /// The longest sid accepted (spec §11 gap 7: the API leaves its form open).
@@ -60,7 +58,8 @@ fn printable(raw: &str, max_bytes: usize) -> Option<String> {
     valid.then(|| trimmed.to_owned())
 }
 
-/// The text views both ids share.
+/// The text views of a newtype over a checked `String`: the ids here and
+/// [`crate::domain::phone::E164`].
 macro_rules! text_id {
     ($($id:ident),*) => {$(
         impl $id {
@@ -69,8 +68,8 @@ macro_rules! text_id {
             }
         }
 
-        impl fmt::Display for $id {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
@@ -82,6 +81,8 @@ macro_rules! text_id {
         }
     )*};
 }
+
+pub(crate) use text_id;
 
 text_id!(CampaignName, MessageSid);
 

@@ -166,6 +166,8 @@ impl fmt::Display for Region {
 /// A valid phone number in E.164 form: `+` followed by 2 to 15 digits, the
 /// country code first. The only way to get one is [`E164::parse`] or
 /// [`E164::parse_sender`], so holding one means the number was validated.
+/// Its text ([`E164::as_str`]) is the number with its `+`, e.g.
+/// `+14155550101`: the form sent to BPCC.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct E164(String);
 
@@ -205,11 +207,6 @@ impl E164 {
         shaped.then(|| E164(stored.to_owned()))
     }
 
-    /// The number with its `+`, e.g. `+14155550101`: the form sent to BPCC.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The number without its `+`, e.g. `14155550101`, for comparing with
     /// numbers that BPCC echoes without it.
     pub fn digits(&self) -> &str {
@@ -217,17 +214,7 @@ impl E164 {
     }
 }
 
-impl fmt::Display for E164 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for E164 {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+crate::domain::ids::text_id!(E164);
 
 /// How a cleaned number announced its country.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
