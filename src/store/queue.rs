@@ -205,17 +205,15 @@ mod tests {
     use super::*;
     use crate::domain::phone::E164;
     use crate::store::testing::{
-        accept_all, campaign_of, claim_batch, fail_all, new_import, pending_row, state_of,
+        accept_all, campaign_of, campaign_with, claim_batch, fail_all, pending_row, state_of,
     };
-    use crate::store::{NewMessage, PreparedRows};
+    use crate::store::NewMessage;
 
     /// The claim carries its messages back as one JSON array: text that
     /// JSON must escape (quotes, backslashes, line breaks, non-ASCII) and
     /// media links arrive as they were stored, in row order.
     #[tokio::test]
     async fn claimed_messages_arrive_exactly_as_stored() {
-        let (_dir, store, mut import) = new_import().await;
-        let campaign_id = import.campaign_id();
         let bodies = [
             "say \"hi\" \\ C:\\path\n\tnext line",
             "Grüße 😀 — ½ ; DROP TABLE messages; --",
@@ -232,11 +230,7 @@ mod tests {
         messages[2].kind = MessageKind::Mms;
         messages[2].media_urls =
             Some(r#"["https://x/a.png?x=1&y=\"2\"","https://x/b.jpg"]"#.into());
-        import
-            .insert(PreparedRows::new(campaign_id, messages))
-            .await
-            .expect("insert");
-        import.commit(3, "sha").await.expect("commit");
+        let (_dir, store, campaign_id) = campaign_with(messages).await;
         let claimed = claim_batch(&store, campaign_id, 10, 5).await;
         let expected = |row: i64, kind, media_urls: Vec<&str>| ClaimedMessage {
             message_id: row,
@@ -337,18 +331,12 @@ mod tests {
     /// its number is listed for; a number listed twice counts once.
     #[tokio::test]
     async fn suppression_marks_pending_messages_with_their_reason() {
-        let (_dir, store, mut import) = new_import().await;
-        let campaign_id = import.campaign_id();
         let rows: Vec<NewMessage> = ["+14155550001", "+14155550002", "+14155550003"]
             .iter()
             .enumerate()
             .map(|(i, number)| pending_row(i as i64 + 1, number, MessageKind::Sms))
             .collect();
-        import
-            .insert(PreparedRows::new(campaign_id, rows))
-            .await
-            .expect("insert");
-        import.commit(3, "sha").await.expect("commit");
+        let (_dir, store, campaign_id) = campaign_with(rows).await;
         // The second message is already on its way: not suppressed.
         sqlx::query("UPDATE messages SET state = 'sending' WHERE id = 2")
             .execute(&store.pool)

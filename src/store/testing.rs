@@ -69,16 +69,22 @@ pub async fn new_import() -> (tempfile::TempDir, Store, Import) {
 
 /// A fresh database with a campaign of `n` pending SMS, numbered from 1.
 pub async fn campaign_of(n: i64) -> (tempfile::TempDir, Store, i64) {
-    let (dir, store, mut import) = new_import().await;
-    let campaign_id = import.campaign_id();
     let messages = (1..=n)
         .map(|row| pending_row(row, &format!("+1415555{row:04}"), MessageKind::Sms))
         .collect();
+    campaign_with(messages).await
+}
+
+/// A fresh database with a campaign of `messages`, one a row.
+pub async fn campaign_with(messages: Vec<NewMessage>) -> (tempfile::TempDir, Store, i64) {
+    let (dir, store, mut import) = new_import().await;
+    let campaign_id = import.campaign_id();
+    let n_rows = messages.len() as i64;
     import
         .insert(PreparedRows::new(campaign_id, messages))
         .await
         .expect("insert");
-    import.commit(n, "sha").await.expect("commit");
+    import.commit(n_rows, "sha").await.expect("commit");
     (dir, store, campaign_id)
 }
 

@@ -107,9 +107,9 @@ mod tests {
     use crate::domain::ids::MessageSid;
     use crate::domain::state::{MessageKind, MessageState};
     use crate::store::testing::{
-        accept_all, accepted, campaign_of, claim_batch, new_import, pending_row,
+        accept_all, accepted, campaign_of, campaign_with, claim_batch, pending_row,
     };
-    use crate::store::{Change, DueClaim, DueMessage, PreparedRows, Store};
+    use crate::store::{Change, DueClaim, DueMessage, Store};
 
     /// Claims due polls the way the tracker does: in an answers'
     /// transaction, here one without answers.
@@ -224,17 +224,11 @@ mod tests {
     /// reports its delivery.
     #[tokio::test]
     async fn mms_that_ended_at_sent_are_counted() {
-        let (_dir, store, mut import) = new_import().await;
-        let campaign_id = import.campaign_id();
-        let rows = vec![
+        let (_dir, store, campaign_id) = campaign_with(vec![
             pending_row(1, "+14155550001", MessageKind::Mms),
             pending_row(2, "+14155550002", MessageKind::Sms),
-        ];
-        import
-            .insert(PreparedRows::new(campaign_id, rows))
-            .await
-            .expect("insert");
-        import.commit(2, "sha").await.expect("commit");
+        ])
+        .await;
         claim_batch(&store, campaign_id, 2, 5).await;
         let sent = |message_id| Change::Accepted {
             message_id,
