@@ -624,11 +624,7 @@ mod tests {
     #[tokio::test]
     async fn a_429_goes_back_without_counting_an_attempt() {
         let (ctx, _dir) = ctx(AmbiguousPolicy::Hold).await;
-        let outcome = SendOutcome::NotAccepted {
-            detail: "HTTP 429".into(),
-            rate_limited: true,
-            retry_after: Some(Duration::from_secs(1)),
-        };
+        let outcome = rate_limited(Some(Duration::from_secs(1)));
         assert!(matches!(
             decide(&ctx, &message(MessageKind::Sms), outcome, 0),
             Change::Unsent {
