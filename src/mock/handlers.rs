@@ -90,7 +90,7 @@ async fn token(State(state): State<SimState>, body: Bytes) -> Response {
     let scope = request.scope.as_deref().unwrap_or("");
     let authenticated = request.grant_type == "client_credentials"
         && request.client_id == behaviour.client_id
-        && request.client_secret == behaviour.client_secret
+        && request.client_secret == behaviour.client_secret.expose()
         && !scope.is_empty();
     if !authenticated {
         state.count(Counter::Unauthorized);
