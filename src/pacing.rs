@@ -310,24 +310,16 @@ mod tests {
     #[test]
     fn rate_halves_on_429_once_per_burst_and_climbs_back_slowly() {
         let start = Instant::now();
+        let ms = Duration::from_millis;
         let mut rate = AdaptiveRate::new(100.0, start);
         assert_eq!(rate.on_rate_limited(start), Some(50.0));
         // Answers of requests already in flight: one signal.
-        assert_eq!(
-            rate.on_rate_limited(start + Duration::from_millis(100)),
-            None
-        );
-        assert_eq!(
-            rate.on_rate_limited(start + Duration::from_millis(600)),
-            Some(25.0)
-        );
+        assert_eq!(rate.on_rate_limited(start + ms(100)), None);
+        assert_eq!(rate.on_rate_limited(start + ms(600)), Some(25.0));
         // Not within a second…
-        assert_eq!(rate.on_accepted(start + Duration::from_millis(900)), None);
+        assert_eq!(rate.on_accepted(start + ms(900)), None);
         // …then 5 % of the ceiling per second.
-        assert_eq!(
-            rate.on_accepted(start + Duration::from_millis(1600)),
-            Some(30.0)
-        );
+        assert_eq!(rate.on_accepted(start + ms(1600)), Some(30.0));
         let later = start + Duration::from_secs(100);
         assert_eq!(rate.on_accepted(later), Some(100.0));
         assert_eq!(rate.on_accepted(later + Duration::from_secs(5)), None);
