@@ -21,6 +21,13 @@ fn quick() -> Behaviour {
     }
 }
 
+/// [`quick`] with one knob turned.
+fn quick_with(turn: impl FnOnce(&mut Behaviour)) -> Behaviour {
+    let mut behaviour = quick();
+    turn(&mut behaviour);
+    behaviour
+}
+
 async fn start(behaviour: Behaviour) -> RunningSimulator {
     RunningSimulator::start(behaviour)
         .await
@@ -301,11 +308,7 @@ async fn failures_carry_error_code_and_quirks_apply() {
 
 #[tokio::test]
 async fn mms_stays_sent() {
-    let (sim, token) = signed_in(Behaviour {
-        failure_ratio: 1.0,
-        ..quick()
-    })
-    .await;
+    let (sim, token) = signed_in(quick_with(|b| b.failure_ratio = 1.0)).await;
     let media = ["https://m.example/a.png", "https://m.example/b.png"];
     let response = send_json(
         &sim,
@@ -413,10 +416,9 @@ async fn form_encoded_send_is_accepted() {
 
 #[tokio::test]
 async fn expired_token_is_401() {
-    let (sim, token) = signed_in(Behaviour {
-        token_lifetime: Duration::from_millis(100),
-        ..quick()
-    })
+    let (sim, token) = signed_in(quick_with(|b| {
+        b.token_lifetime = Duration::from_millis(100)
+    }))
     .await;
     let message = sms(&sim, &token).await;
     let sid = message.sid.expect("sid");
@@ -441,11 +443,7 @@ async fn expired_token_is_401() {
 
 #[tokio::test]
 async fn fault_500_is_html_and_not_recorded() {
-    let (sim, token) = signed_in(Behaviour {
-        fault_500: 1.0,
-        ..quick()
-    })
-    .await;
+    let (sim, token) = signed_in(quick_with(|b| b.fault_500 = 1.0)).await;
     for _ in 0..3 {
         let response = send_json(&sim, &token, &hi()).await;
         assert_eq!(response.status(), 500);
@@ -471,18 +469,9 @@ async fn fault_500_is_html_and_not_recorded() {
 #[tokio::test]
 async fn fault_502_and_503_pages() {
     for (behaviour, title) in [
+        (quick_with(|b| b.fault_502 = 1.0), "502 Bad Gateway"),
         (
-            Behaviour {
-                fault_502: 1.0,
-                ..quick()
-            },
-            "502 Bad Gateway",
-        ),
-        (
-            Behaviour {
-                fault_503: 1.0,
-                ..quick()
-            },
+            quick_with(|b| b.fault_503 = 1.0),
             "503 Service Temporarily Unavailable",
         ),
     ] {
@@ -546,11 +535,7 @@ async fn fault_429_carries_retry_after() {
 
 #[tokio::test]
 async fn fault_403_is_not_recorded() {
-    let (sim, token) = signed_in(Behaviour {
-        fault_403: 1.0,
-        ..quick()
-    })
-    .await;
+    let (sim, token) = signed_in(quick_with(|b| b.fault_403 = 1.0)).await;
     let response = send_json(&sim, &token, &hi()).await;
     assert_eq!(response.status(), 403);
     assert_eq!(error_description(response).await, "privilege not granted");
@@ -586,11 +571,7 @@ async fn slow_fault_records_but_answers_late() {
 
 #[tokio::test]
 async fn get_fault_500_is_html() {
-    let (sim, token) = signed_in(Behaviour {
-        get_fault_500: 1.0,
-        ..quick()
-    })
-    .await;
+    let (sim, token) = signed_in(quick_with(|b| b.get_fault_500 = 1.0)).await;
     let message = sms(&sim, &token).await;
     let response = get(&sim, &token, &message.sid.expect("sid")).await;
     assert_eq!(response.status(), 500);
