@@ -117,8 +117,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{accept_all, campaign_of, fail_all};
-    use crate::store::Change;
+    use crate::store::testing::{accept_all, campaign_of, fail_all, polled};
 
     /// Counts come in report order; delivery times are nearest-rank
     /// quantiles over final messages only.
@@ -135,15 +134,7 @@ mod tests {
         let ids = accept_all(&store, campaign_id).await;
         // Three of four are delivered, 100, 200 and 300 ms after their send.
         for (&message_id, now) in ids[..3].iter().zip([110, 210, 310]) {
-            let delivered = Change::Polled {
-                message_id,
-                from: MessageState::Queued,
-                to: MessageState::Delivered,
-                remote_status: "delivered".into(),
-                error_code: None,
-                error_message: None,
-                next_poll_at: None,
-            };
+            let delivered = polled(message_id, MessageState::Queued, MessageState::Delivered);
             store.apply(&[delivered], now).await.expect("delivered");
         }
         assert_eq!(
@@ -154,20 +145,9 @@ mod tests {
         assert_eq!(quantile(0.0).await.expect("min"), Some(100));
         assert_eq!(quantile(0.5).await.expect("median"), Some(200));
         assert_eq!(quantile(1.0).await.expect("max"), Some(300));
-        assert_eq!(
-            store
-                .segments_in_state(campaign_id, MessageState::Delivered)
-                .await
-                .expect("segments"),
-            3
-        );
-        assert_eq!(
-            store
-                .segments_in_state(campaign_id, MessageState::Failed)
-                .await
-                .expect("none"),
-            0
-        );
+        let segments = |state| store.segments_in_state(campaign_id, state);
+        assert_eq!(segments(MessageState::Delivered).await.expect("some"), 3);
+        assert_eq!(segments(MessageState::Failed).await.expect("none"), 0);
     }
 
     /// Samples and export pages come in row order; pages continue after the
