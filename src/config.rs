@@ -635,9 +635,8 @@ mod tests {
         )
         .expect("write config");
         let with_flag = |flag: Option<bool>| GlobalArgs {
-            config: Some(path.clone()),
             allow_insecure_http: flag,
-            ..global(None)
+            ..global(None, Some(path.clone()))
         };
         let api = |global: GlobalArgs| {
             Config::load_with(&global, &robot_env)
@@ -651,10 +650,7 @@ mod tests {
             api(with_flag(Some(false))).is_err(),
             "--allow-insecure-http=false (or the variable at 0) overrides the file"
         );
-        let no_file = GlobalArgs {
-            base_url: Some("http://sms-gateway.internal".into()),
-            ..global(None)
-        };
+        let no_file = global(Some("http://sms-gateway.internal"), None);
         assert!(api(no_file).is_err(), "refused by default");
     }
 
@@ -708,19 +704,22 @@ mod tests {
         }
     }
 
-    fn global(base: Option<&str>) -> GlobalArgs {
+    fn global(base: Option<&str>, config: Option<PathBuf>) -> GlobalArgs {
         GlobalArgs {
             db: None,
             base_url: base.map(str::to_string),
-            config: None,
+            config,
             allow_insecure_http: None,
         }
     }
 
     #[test]
     fn tenant_defaults_to_the_host_and_secret_stays_hidden() {
-        let config = Config::load_with(&global(Some("https://acme.brightpattern.com")), &robot_env)
-            .expect("config");
+        let config = Config::load_with(
+            &global(Some("https://acme.brightpattern.com"), None),
+            &robot_env,
+        )
+        .expect("config");
         let api = config.api(&RunArgs::default()).expect("api config");
         assert_eq!(api.scope, "acme.brightpattern.com");
         assert_eq!(api.base_url, "https://acme.brightpattern.com");
@@ -729,8 +728,8 @@ mod tests {
 
     #[test]
     fn missing_credentials_say_what_to_set() {
-        let config =
-            Config::load_with(&global(Some("acme.brightpattern.com")), &|_| None).expect("config");
+        let config = Config::load_with(&global(Some("acme.brightpattern.com"), None), &|_| None)
+            .expect("config");
         let error = config
             .api(&RunArgs::default())
             .expect_err("missing credentials")
@@ -740,10 +739,8 @@ mod tests {
 
     #[test]
     fn the_sample_config_file_reads_and_layers_under_the_environment() {
-        let global = GlobalArgs {
-            config: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/bpsms.toml").into()),
-            ..global(None)
-        };
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/bpsms.toml");
+        let global = global(None, Some(sample.into()));
         let env = |key: &str| (key == "BPSMS_CLIENT_SECRET").then(|| "from-env".to_string());
         let config = Config::load_with(&global, &env).expect("sample config");
         let api = config.api(&RunArgs::default()).expect("api settings");
@@ -757,7 +754,7 @@ mod tests {
 
     #[test]
     fn content_flags_become_domain_values_once() {
-        let config = Config::load_with(&global(None), &|_| None).expect("config");
+        let config = Config::load_with(&global(None, None), &|_| None).expect("config");
         let uk = ContentArgs {
             default_region: Some("uk".into()),
             from: Some(" +1 650 555 0100 ".into()),
@@ -783,11 +780,7 @@ mod tests {
         let path = dir.path().join("bpsms.toml");
         let load = |region: &str| {
             std::fs::write(&path, format!("default_region = \"{region}\"\n")).expect("write");
-            let global = GlobalArgs {
-                config: Some(path.clone()),
-                ..global(None)
-            };
-            Config::load_with(&global, &|_| None)
+            Config::load_with(&global(None, Some(path.clone())), &|_| None)
         };
         let content = load("gb").expect("config").content(&ContentArgs::default());
         assert_eq!(
@@ -803,7 +796,7 @@ mod tests {
 
     #[test]
     fn flags_override_stored_settings_which_override_defaults() {
-        let config = Config::load_with(&global(None), &|_| None).expect("config");
+        let config = Config::load_with(&global(None, None), &|_| None).expect("config");
         let stored = CampaignSettings {
             rate: 5.0,
             concurrency: 2,

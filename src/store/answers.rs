@@ -492,7 +492,7 @@ fn push_events(query: &mut QueryBuilder<'_, Sqlite>, events: Vec<EventRow>, now:
 mod tests {
     use super::*;
     use crate::store::testing::{
-        accept_all, accepted, campaign_of, claim_all, claim_batch, polled, state_of,
+        accept_all, accepted, campaign_of, claim_all, claim_batch, count_in, polled, state_of,
     };
 
     /// What the message row holds after its answers, read directly.
@@ -511,13 +511,7 @@ mod tests {
         let ids: Vec<i64> = claimed.iter().map(|m| m.message_id).collect();
         let changes: Vec<Change> = ids.iter().map(|&id| accepted(id)).collect();
         store.apply(&changes, 10).await.expect("apply");
-        assert_eq!(
-            store
-                .count_in_state(campaign_id, MessageState::Queued)
-                .await
-                .expect("count"),
-            2
-        );
+        assert_eq!(count_in(&store, campaign_id, MessageState::Queued).await, 2);
         let sids: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, sid FROM messages WHERE sid IS NOT NULL ORDER BY id")
                 .fetch_all(&store.pool)
@@ -541,10 +535,7 @@ mod tests {
             "{error:?}"
         );
         assert_eq!(
-            store
-                .count_in_state(campaign_id, MessageState::Pending)
-                .await
-                .expect("count"),
+            count_in(&store, campaign_id, MessageState::Pending).await,
             1
         );
     }

@@ -205,7 +205,8 @@ mod tests {
     use super::*;
     use crate::domain::phone::E164;
     use crate::store::testing::{
-        accept_all, campaign_of, campaign_with, claim_batch, fail_all, pending_row, state_of,
+        accept_all, campaign_of, campaign_with, claim_batch, count_in, fail_all, pending_row,
+        state_of,
     };
     use crate::store::NewMessage;
 
@@ -301,10 +302,7 @@ mod tests {
             .expect("requeue");
         assert_eq!(n, 2);
         assert_eq!(
-            store
-                .count_in_state(campaign_id, MessageState::Pending)
-                .await
-                .expect("count"),
+            count_in(&store, campaign_id, MessageState::Pending).await,
             2
         );
         let row: (Option<String>, Option<i64>, i64) =

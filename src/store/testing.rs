@@ -156,6 +156,12 @@ pub async fn fail_all(store: &Store, ids: &[i64]) {
     store.apply(&failed, 30).await.expect("failed");
 }
 
+/// How many messages of the campaign are in `state`.
+pub async fn count_in(store: &Store, campaign_id: i64, state: MessageState) -> i64 {
+    let count = store.count_in_state(campaign_id, state).await;
+    count.expect("count in state")
+}
+
 /// The state of one message, read directly.
 pub async fn state_of(store: &Store, message_id: i64) -> String {
     sqlx::query_scalar("SELECT state FROM messages WHERE id = ?")
