@@ -125,6 +125,11 @@ async fn wait_for_status(sim: &RunningSimulator, token: &str, sid: &str, status:
     }
 }
 
+/// A header of `response` as text, if it has it.
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
 async fn error_description(response: reqwest::Response) -> String {
     let value: Value = response.json().await.expect("error json");
     value["error_description"]
@@ -447,11 +452,7 @@ async fn fault_500_is_html_and_not_recorded() {
     for _ in 0..3 {
         let response = send_json(&sim, &token, &hi()).await;
         assert_eq!(response.status(), 500);
-        assert!(response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/html")));
+        assert!(header(&response, "content-type").is_some_and(|v| v.starts_with("text/html")));
         let text = response.text().await.expect("body");
         assert!(
             text.contains("<title>500 Internal Server Error</title>"),
@@ -494,13 +495,7 @@ async fn fault_429_carries_retry_after() {
     .await;
     let response = send_json(&sim, &token, &hi()).await;
     assert_eq!(response.status(), 429);
-    assert_eq!(
-        response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("7")
-    );
+    assert_eq!(header(&response, "retry-after"), Some("7"));
     assert!(sim.state.ledger().is_empty());
     sim.shutdown().await;
 
@@ -511,12 +506,8 @@ async fn fault_429_carries_retry_after() {
     })
     .await;
     let response = send_json(&sim, &token, &hi()).await;
-    let header = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .expect("retry-after");
-    let when = httpdate::parse_http_date(header).expect("an HTTP-date");
+    let retry_after = header(&response, "retry-after").expect("retry-after");
+    let when = httpdate::parse_http_date(retry_after).expect("an HTTP-date");
     assert!(when > std::time::SystemTime::now());
     sim.shutdown().await;
 
@@ -722,13 +713,7 @@ async fn run_stops_on_shutdown_signal() {
         .await
         .expect("stats");
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response
-            .headers()
-            .get("server")
-            .and_then(|v| v.to_str().ok()),
-        Some("nginx/1.14.0")
-    );
+    assert_eq!(header(&response, "server"), Some("nginx/1.14.0"));
     stop.send(()).expect("server still running");
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
