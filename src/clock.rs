@@ -31,13 +31,15 @@ pub fn now_ms() -> i64 {
 
 /// Formats Unix milliseconds as RFC 3339 in UTC, e.g. `2026-11-29T06:30:00.123Z`.
 pub fn rfc3339(ms: i64) -> String {
+    format_ms(ms, &time::format_description::well_known::Rfc3339)
+}
+
+/// Formats Unix milliseconds in UTC with `format`; empty when out of range.
+pub fn format_ms(ms: i64, format: &impl time::formatting::Formattable) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(format).ok())
         .unwrap_or_default()
 }
 

@@ -230,23 +230,17 @@ impl Config {
             scope,
             send_tenant_field: self.file.send_tenant_field.unwrap_or(false),
             media_key,
-            connect_timeout: positive(
+            connect_timeout: timeout(
+                run.connect_timeout,
+                &self.file.connect_timeout,
                 "connect-timeout",
-                pick_duration(
-                    run.connect_timeout,
-                    &self.file.connect_timeout,
-                    "connect_timeout",
-                    DEFAULT_CONNECT_TIMEOUT,
-                )?,
+                DEFAULT_CONNECT_TIMEOUT,
             )?,
-            request_timeout: positive(
+            request_timeout: timeout(
+                run.request_timeout,
+                &self.file.request_timeout,
                 "request-timeout",
-                pick_duration(
-                    run.request_timeout,
-                    &self.file.request_timeout,
-                    "request_timeout",
-                    DEFAULT_REQUEST_TIMEOUT,
-                )?,
+                DEFAULT_REQUEST_TIMEOUT,
             )?,
         })
     }
@@ -264,35 +258,35 @@ impl Config {
             .or(stored.map(|s| s.rate))
             .or(file.rate)
             .unwrap_or(DEFAULT_RATE);
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(ConfigError(format!(
-                "--rate {rate}: give a number of messages per second above 0, e.g. --rate 10"
-            )));
-        }
+        ensure(
+            rate.is_finite() && rate > 0.0,
+            format!("--rate {rate}: give a number of messages per second above 0, e.g. --rate 10"),
+        )?;
         let concurrency = run
             .concurrency
             .or(stored.map(|s| s.concurrency))
             .or(file.concurrency)
             .unwrap_or(DEFAULT_CONCURRENCY);
-        if !(1..=1024).contains(&concurrency) {
-            return Err(ConfigError(format!(
-                "--concurrency {concurrency}: give a number from 1 to 1024"
-            )));
-        }
-        let poll_delay = match run.poll_delay.or(stored.map(|s| s.poll_delay)) {
-            Some(d) => d,
-            None => pick_duration(None, &file.poll_delay, "poll_delay", DEFAULT_POLL_DELAY)?,
-        };
-        let track_for = match run.track_for.or(stored.map(|s| s.track_for)) {
-            Some(d) => d,
-            None => pick_duration(None, &file.track_for, "track_for", DEFAULT_TRACK_FOR)?,
-        };
-        if track_for.is_zero() {
-            return Err(ConfigError(
-                "--track-for 0s: the tracking window must be longer than zero, e.g. --track-for 4h"
-                    .into(),
-            ));
-        }
+        ensure(
+            (1..=1024).contains(&concurrency),
+            format!("--concurrency {concurrency}: give a number from 1 to 1024"),
+        )?;
+        let poll_delay = pick_duration(
+            run.poll_delay.or(stored.map(|s| s.poll_delay)),
+            &file.poll_delay,
+            "poll_delay",
+            DEFAULT_POLL_DELAY,
+        )?;
+        let track_for = pick_duration(
+            run.track_for.or(stored.map(|s| s.track_for)),
+            &file.track_for,
+            "track_for",
+            DEFAULT_TRACK_FOR,
+        )?;
+        ensure(
+            !track_for.is_zero(),
+            "--track-for 0s: the tracking window must be longer than zero, e.g. --track-for 4h",
+        )?;
         let on_ambiguous = match run.on_ambiguous {
             Some(OnAmbiguous::Hold) => AmbiguousPolicy::Hold,
             Some(OnAmbiguous::Retry) => AmbiguousPolicy::Retry,
@@ -305,34 +299,27 @@ impl Config {
             },
         };
         let poll_rate = run.poll_rate.or(file.poll_rate).unwrap_or(rate);
-        if !(poll_rate.is_finite() && poll_rate > 0.0) {
-            return Err(ConfigError(format!(
-                "--poll-rate {poll_rate}: give a number of polls per second above 0"
-            )));
-        }
+        ensure(
+            poll_rate.is_finite() && poll_rate > 0.0,
+            format!("--poll-rate {poll_rate}: give a number of polls per second above 0"),
+        )?;
         let max_attempts = run
             .max_attempts
             .or(file.max_attempts)
             .unwrap_or(DEFAULT_MAX_ATTEMPTS);
-        if max_attempts == 0 {
-            return Err(ConfigError("--max-attempts 0: give at least 1".into()));
-        }
+        ensure(max_attempts > 0, "--max-attempts 0: give at least 1")?;
         let breaker_window = run
             .breaker_window
             .or(file.breaker_window)
             .unwrap_or(DEFAULT_BREAKER_WINDOW);
-        if breaker_window == 0 {
-            return Err(ConfigError("--breaker-window 0: give at least 1".into()));
-        }
+        ensure(breaker_window > 0, "--breaker-window 0: give at least 1")?;
         let breaker_threshold = run
             .breaker_threshold
             .or(file.breaker_threshold)
             .unwrap_or(DEFAULT_BREAKER_THRESHOLD);
-        if !(breaker_threshold > 0.0 && breaker_threshold <= 1.0) {
-            return Err(ConfigError(format!(
+        ensure(breaker_threshold > 0.0 && breaker_threshold <= 1.0, format!(
                 "--breaker-threshold {breaker_threshold}: give a ratio above 0 and at most 1, e.g. 0.5"
-            )));
-        }
+            ))?;
         Ok(RunSettings {
             campaign: CampaignSettings {
                 rate,
@@ -358,15 +345,10 @@ impl Config {
                 E164::parse_sender(raw).map_err(|e| ConfigError(format!("--from {raw:?}: {e}")))
             })
             .transpose()?;
-        if args
-            .body
-            .as_deref()
-            .is_some_and(|body| body.trim().is_empty())
-        {
-            return Err(ConfigError(
-                "--body is empty; give the message text, e.g. --body 'Hi {{first_name}}'".into(),
-            ));
-        }
+        ensure(
+            !args.body.as_deref().is_some_and(|b| b.trim().is_empty()),
+            "--body is empty; give the message text, e.g. --body 'Hi {{first_name}}'",
+        )?;
         let region_flag = args
             .default_region
             .as_deref()
@@ -456,13 +438,28 @@ fn insecure_http_warning(url: &Url) -> String {
     )
 }
 
-/// A timeout of zero would fail every request; refuse it by name.
-fn positive(flag: &str, duration: Duration) -> Result<Duration, ConfigError> {
-    if duration.is_zero() {
-        return Err(ConfigError(format!(
-            "--{flag} 0s: every request would time out at once; give a duration such as 10s"
-        )));
+/// Fails with `problem` unless `valid`.
+fn ensure(valid: bool, problem: impl Into<String>) -> Result<(), ConfigError> {
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError(problem.into()))
     }
+}
+
+/// A request timeout from `--flag`, else the file's key of the same name,
+/// else `default`. Zero would fail every request, so it is refused by name.
+fn timeout(
+    flag: Option<Duration>,
+    file: &Option<String>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let duration = pick_duration(flag, file, &name.replace('-', "_"), default)?;
+    ensure(
+        !duration.is_zero(),
+        format!("--{name} 0s: every request would time out at once; give a duration such as 10s"),
+    )?;
     Ok(duration)
 }
 
@@ -637,18 +634,12 @@ mod tests {
             "base_url = \"http://sms-gateway.internal\"\nallow_insecure_http = true\n",
         )
         .expect("write config");
-        let env = |key: &str| match key {
-            "BPSMS_CLIENT_ID" => Some("sms.robot".to_string()),
-            "BPSMS_CLIENT_SECRET" => Some("s3cret".to_string()),
-            _ => None,
-        };
         let with_flag = |flag: Option<bool>| GlobalArgs {
-            config: Some(path.clone()),
             allow_insecure_http: flag,
-            ..global(None)
+            ..global(None, Some(path.clone()))
         };
         let api = |global: GlobalArgs| {
-            Config::load_with(&global, &env)
+            Config::load_with(&global, &robot_env)
                 .expect("config")
                 .api(&RunArgs::default())
         };
@@ -659,10 +650,7 @@ mod tests {
             api(with_flag(Some(false))).is_err(),
             "--allow-insecure-http=false (or the variable at 0) overrides the file"
         );
-        let no_file = GlobalArgs {
-            base_url: Some("http://sms-gateway.internal".into()),
-            ..global(None)
-        };
+        let no_file = global(Some("http://sms-gateway.internal"), None);
         assert!(api(no_file).is_err(), "refused by default");
     }
 
@@ -707,24 +695,31 @@ mod tests {
         );
     }
 
-    fn global(base: Option<&str>) -> GlobalArgs {
+    /// An environment with the API user's credentials.
+    fn robot_env(key: &str) -> Option<String> {
+        match key {
+            "BPSMS_CLIENT_ID" => Some("sms.robot".to_string()),
+            "BPSMS_CLIENT_SECRET" => Some("s3cret".to_string()),
+            _ => None,
+        }
+    }
+
+    fn global(base: Option<&str>, config: Option<PathBuf>) -> GlobalArgs {
         GlobalArgs {
             db: None,
             base_url: base.map(str::to_string),
-            config: None,
+            config,
             allow_insecure_http: None,
         }
     }
 
     #[test]
     fn tenant_defaults_to_the_host_and_secret_stays_hidden() {
-        let env = |key: &str| match key {
-            "BPSMS_CLIENT_ID" => Some("sms.robot".to_string()),
-            "BPSMS_CLIENT_SECRET" => Some("s3cret".to_string()),
-            _ => None,
-        };
-        let config = Config::load_with(&global(Some("https://acme.brightpattern.com")), &env)
-            .expect("config");
+        let config = Config::load_with(
+            &global(Some("https://acme.brightpattern.com"), None),
+            &robot_env,
+        )
+        .expect("config");
         let api = config.api(&RunArgs::default()).expect("api config");
         assert_eq!(api.scope, "acme.brightpattern.com");
         assert_eq!(api.base_url, "https://acme.brightpattern.com");
@@ -733,8 +728,8 @@ mod tests {
 
     #[test]
     fn missing_credentials_say_what_to_set() {
-        let config =
-            Config::load_with(&global(Some("acme.brightpattern.com")), &|_| None).expect("config");
+        let config = Config::load_with(&global(Some("acme.brightpattern.com"), None), &|_| None)
+            .expect("config");
         let error = config
             .api(&RunArgs::default())
             .expect_err("missing credentials")
@@ -744,10 +739,8 @@ mod tests {
 
     #[test]
     fn the_sample_config_file_reads_and_layers_under_the_environment() {
-        let global = GlobalArgs {
-            config: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/bpsms.toml").into()),
-            ..global(None)
-        };
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/bpsms.toml");
+        let global = global(None, Some(sample.into()));
         let env = |key: &str| (key == "BPSMS_CLIENT_SECRET").then(|| "from-env".to_string());
         let config = Config::load_with(&global, &env).expect("sample config");
         let api = config.api(&RunArgs::default()).expect("api settings");
@@ -761,7 +754,7 @@ mod tests {
 
     #[test]
     fn content_flags_become_domain_values_once() {
-        let config = Config::load_with(&global(None), &|_| None).expect("config");
+        let config = Config::load_with(&global(None, None), &|_| None).expect("config");
         let uk = ContentArgs {
             default_region: Some("uk".into()),
             from: Some(" +1 650 555 0100 ".into()),
@@ -787,11 +780,7 @@ mod tests {
         let path = dir.path().join("bpsms.toml");
         let load = |region: &str| {
             std::fs::write(&path, format!("default_region = \"{region}\"\n")).expect("write");
-            let global = GlobalArgs {
-                config: Some(path.clone()),
-                ..global(None)
-            };
-            Config::load_with(&global, &|_| None)
+            Config::load_with(&global(None, Some(path.clone())), &|_| None)
         };
         let content = load("gb").expect("config").content(&ContentArgs::default());
         assert_eq!(
@@ -807,7 +796,7 @@ mod tests {
 
     #[test]
     fn flags_override_stored_settings_which_override_defaults() {
-        let config = Config::load_with(&global(None), &|_| None).expect("config");
+        let config = Config::load_with(&global(None, None), &|_| None).expect("config");
         let stored = CampaignSettings {
             rate: 5.0,
             concurrency: 2,

@@ -227,36 +227,27 @@ mod tests {
         }
     }
 
+    /// What this process on host `a` decides at `now` about a runner on
+    /// `host` whose pid is `alive` or not.
+    fn verdict(host: &str, heartbeat_at: i64, now: i64, alive: bool) -> Verdict {
+        judge(&runner(host, heartbeat_at), "a", now, |_| alive)
+    }
+
     #[test]
     fn a_live_runner_keeps_its_campaign() {
-        assert_eq!(
-            judge(&runner("a", 1_000), "a", 5_000, |_| true),
-            Verdict::Refuse
-        );
-        assert_eq!(
-            judge(&runner("b", 1_000), "a", 5_000, |_| false),
-            Verdict::Refuse
-        );
+        assert_eq!(verdict("a", 1_000, 5_000, true), Verdict::Refuse);
+        assert_eq!(verdict("b", 1_000, 5_000, false), Verdict::Refuse);
     }
 
     #[test]
     fn a_dead_runner_on_this_host_is_replaced_at_once() {
-        assert_eq!(
-            judge(&runner("a", 1_000), "a", 1_500, |_| false),
-            Verdict::TakeOver
-        );
+        assert_eq!(verdict("a", 1_000, 1_500, false), Verdict::TakeOver);
     }
 
     #[test]
     fn a_stale_heartbeat_is_replaced_anywhere() {
-        assert_eq!(
-            judge(&runner("b", 0), "a", 30_001, |_| true),
-            Verdict::TakeOver
-        );
-        assert_eq!(
-            judge(&runner("b", 0), "a", 30_000, |_| true),
-            Verdict::Refuse
-        );
+        assert_eq!(verdict("b", 0, 30_001, true), Verdict::TakeOver);
+        assert_eq!(verdict("b", 0, 30_000, true), Verdict::Refuse);
     }
 
     #[tokio::test]

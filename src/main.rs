@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
-        .with_writer(bpsms::progress::stderr_above_progress)
+        .with_writer(|| bpsms::progress::StderrAboveProgress)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -141,10 +141,6 @@ impl AdaptiveRate {
         self.current
     }
 
-    pub fn ceiling(&self) -> f64 {
-        self.ceiling
-    }
-
     /// The API answered 429: halve the rate (once per burst). Returns the
     /// new rate when it changed.
     pub fn on_rate_limited(&mut self, now: Instant) -> Option<f64> {
@@ -211,10 +207,6 @@ impl Backoff {
         let ceiling = self.ceiling();
         self.failures = self.failures.saturating_add(1);
         ceiling.mul_f64(rng.random::<f64>())
-    }
-
-    pub fn failures(&self) -> u32 {
-        self.failures
     }
 
     pub fn reset(&mut self) {
@@ -318,28 +310,20 @@ mod tests {
     #[test]
     fn rate_halves_on_429_once_per_burst_and_climbs_back_slowly() {
         let start = Instant::now();
+        let ms = Duration::from_millis;
         let mut rate = AdaptiveRate::new(100.0, start);
         assert_eq!(rate.on_rate_limited(start), Some(50.0));
         // Answers of requests already in flight: one signal.
-        assert_eq!(
-            rate.on_rate_limited(start + Duration::from_millis(100)),
-            None
-        );
-        assert_eq!(
-            rate.on_rate_limited(start + Duration::from_millis(600)),
-            Some(25.0)
-        );
+        assert_eq!(rate.on_rate_limited(start + ms(100)), None);
+        assert_eq!(rate.on_rate_limited(start + ms(600)), Some(25.0));
         // Not within a second…
-        assert_eq!(rate.on_accepted(start + Duration::from_millis(900)), None);
+        assert_eq!(rate.on_accepted(start + ms(900)), None);
         // …then 5 % of the ceiling per second.
-        assert_eq!(
-            rate.on_accepted(start + Duration::from_millis(1600)),
-            Some(30.0)
-        );
+        assert_eq!(rate.on_accepted(start + ms(1600)), Some(30.0));
         let later = start + Duration::from_secs(100);
         assert_eq!(rate.on_accepted(later), Some(100.0));
         assert_eq!(rate.on_accepted(later + Duration::from_secs(5)), None);
-        assert!(rate.current() <= rate.ceiling());
+        assert!(rate.current() <= rate.ceiling);
     }
 
     #[test]

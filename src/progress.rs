@@ -122,14 +122,9 @@ pub async fn draw(counters: Arc<Counters>, stop: CancellationToken) {
 }
 
 /// Stderr for tracing's log lines: each line is printed above the progress
-/// line instead of through it.
-pub fn stderr_above_progress() -> StderrAboveProgress {
-    StderrAboveProgress
-}
-
-/// See [`stderr_above_progress`]. A line that stderr refuses (full, or a
-/// broken pipe) is dropped, not returned: tracing would report the error
-/// with `eprintln!`, which panics on that same stderr.
+/// line instead of through it. A line that stderr refuses (full, or a broken
+/// pipe) is dropped, not returned: tracing would report the error with
+/// `eprintln!`, which panics on that same stderr.
 pub struct StderrAboveProgress;
 
 impl Write for StderrAboveProgress {

@@ -498,6 +498,7 @@ mod tests {
     use crate::api::wire::MessageAnswer;
     use crate::domain::phone::E164;
     use crate::domain::state::MessageKind;
+    use crate::domain::state::MessageState as S;
     use crate::worker::testing::rig;
 
     fn message(kind: MessageKind) -> ClaimedMessage {
@@ -557,7 +558,7 @@ mod tests {
         else {
             panic!("expected accepted: {change:?}");
         };
-        assert_eq!(to, MessageState::Queued);
+        assert_eq!(to, S::Queued);
         assert_eq!(remote_status, "queued");
         assert_eq!(next_poll_at, Some(16_000));
         assert_eq!(track_until, 3_601_000);
@@ -570,7 +571,7 @@ mod tests {
         assert!(matches!(
             change,
             Change::Accepted {
-                to: MessageState::Failed,
+                to: S::Failed,
                 next_poll_at: None,
                 ..
             }
@@ -579,7 +580,7 @@ mod tests {
         assert!(matches!(
             mms,
             Change::Accepted {
-                to: MessageState::Sent,
+                to: S::Sent,
                 next_poll_at: None,
                 ..
             }
@@ -595,7 +596,7 @@ mod tests {
         assert!(matches!(
             decide(&hold, &message(MessageKind::Sms), ambiguous(), 0),
             Change::Unsent {
-                to: MessageState::Unknown,
+                to: S::Unknown,
                 count_attempt: true,
                 ..
             }
@@ -603,10 +604,7 @@ mod tests {
         let (retry, _b) = ctx(AmbiguousPolicy::Retry).await;
         assert!(matches!(
             decide(&retry, &message(MessageKind::Sms), ambiguous(), 0),
-            Change::Unsent {
-                to: MessageState::Pending,
-                ..
-            }
+            Change::Unsent { to: S::Pending, .. }
         ));
         let worn_out = ClaimedMessage {
             attempts: 5,
@@ -614,25 +612,18 @@ mod tests {
         };
         assert!(matches!(
             decide(&retry, &worn_out, ambiguous(), 0),
-            Change::Unsent {
-                to: MessageState::Unknown,
-                ..
-            }
+            Change::Unsent { to: S::Unknown, .. }
         ));
     }
 
     #[tokio::test]
     async fn a_429_goes_back_without_counting_an_attempt() {
         let (ctx, _dir) = ctx(AmbiguousPolicy::Hold).await;
-        let outcome = SendOutcome::NotAccepted {
-            detail: "HTTP 429".into(),
-            rate_limited: true,
-            retry_after: Some(Duration::from_secs(1)),
-        };
+        let outcome = rate_limited(Some(Duration::from_secs(1)));
         assert!(matches!(
             decide(&ctx, &message(MessageKind::Sms), outcome, 0),
             Change::Unsent {
-                to: MessageState::Pending,
+                to: S::Pending,
                 count_attempt: false,
                 ..
             }

@@ -241,18 +241,8 @@ pub fn decide(
             let status = RemoteStatus::parse(&raw);
             let to = transition(message.state, message.kind, &Event::Observed(status))
                 .unwrap_or(message.state);
-            if to.is_final(message.kind) {
-                return Change::Polled {
-                    message_id: message.message_id,
-                    from: message.state,
-                    to,
-                    remote_status: raw,
-                    error_code: answer.error_code,
-                    error_message: answer.error_message,
-                    next_poll_at: None,
-                };
-            }
-            if window_closed {
+            let is_final = to.is_final(message.kind);
+            if !is_final && window_closed {
                 return expired(Some(raw));
             }
             Change::Polled {
@@ -262,11 +252,12 @@ pub fn decide(
                 remote_status: raw,
                 error_code: answer.error_code,
                 error_message: answer.error_message,
-                next_poll_at: Some(next_poll_at),
+                next_poll_at: (!is_final).then_some(next_poll_at),
             }
         }
         PollOutcome::NotFound | PollOutcome::RetryLater { .. } if window_closed => expired(None),
-        PollOutcome::NotFound => Change::PollDeferred {
+        // A fatal outcome is handled by the caller and never reaches here.
+        PollOutcome::NotFound | PollOutcome::Fatal(_) => Change::PollDeferred {
             message_id: message.message_id,
             from: message.state,
             next_poll_at,
@@ -283,12 +274,6 @@ pub fn decide(
                 next_poll_at: next_poll_at.max(asked.min(message.track_until)),
             }
         }
-        // Handled by the caller; never reaches here.
-        PollOutcome::Fatal(_) => Change::PollDeferred {
-            message_id: message.message_id,
-            from: message.state,
-            next_poll_at,
-        },
     }
 }
 
@@ -308,7 +293,8 @@ mod tests {
     use super::*;
     use crate::api::wire::MessageAnswer;
     use crate::domain::ids::MessageSid;
-    use crate::domain::state::{MessageKind, MessageState};
+    use crate::domain::state::MessageKind::{self, Mms, Sms};
+    use crate::domain::state::MessageState;
     use crate::worker::testing::rig;
 
     fn due(state: MessageState, kind: MessageKind, polls: i64) -> DueMessage {
@@ -331,6 +317,17 @@ mod tests {
 
     const DELAY: Duration = Duration::from_secs(1);
 
+    /// What a poll answering `outcome` at `now` decides for a message.
+    fn decided(
+        state: MessageState,
+        kind: MessageKind,
+        polls: i64,
+        outcome: PollOutcome,
+        now: i64,
+    ) -> Change {
+        decide(&due(state, kind, polls), outcome, now, DELAY)
+    }
+
     #[test]
     fn schedule_backs_off_and_stops_at_the_window() {
         assert_eq!(next_poll(0, 1, DELAY, 1_000_000), 2_000);
@@ -343,12 +340,7 @@ mod tests {
 
     #[test]
     fn delivered_is_final() {
-        let change = decide(
-            &due(MessageState::Queued, MessageKind::Sms, 0),
-            status("Delivered"),
-            10,
-            DELAY,
-        );
+        let change = decided(MessageState::Queued, Sms, 0, status("Delivered"), 10);
         assert!(matches!(
             change,
             Change::Polled {
@@ -361,12 +353,7 @@ mod tests {
 
     #[test]
     fn sent_is_final_for_mms_only() {
-        let sms = decide(
-            &due(MessageState::Queued, MessageKind::Sms, 0),
-            status("sent"),
-            10,
-            DELAY,
-        );
+        let sms = decided(MessageState::Queued, Sms, 0, status("sent"), 10);
         assert!(matches!(
             sms,
             Change::Polled {
@@ -375,12 +362,7 @@ mod tests {
                 ..
             }
         ));
-        let mms = decide(
-            &due(MessageState::Queued, MessageKind::Mms, 0),
-            status("sent"),
-            10,
-            DELAY,
-        );
+        let mms = decided(MessageState::Queued, Mms, 0, status("sent"), 10);
         assert!(matches!(
             mms,
             Change::Polled {
@@ -393,22 +375,12 @@ mod tests {
 
     #[test]
     fn window_end_expires_and_keeps_the_last_status() {
-        let change = decide(
-            &due(MessageState::Sent, MessageKind::Sms, 4),
-            status("sent"),
-            100_000,
-            DELAY,
-        );
+        let change = decided(MessageState::Sent, Sms, 4, status("sent"), 100_000);
         assert!(matches!(
             change,
             Change::Expired { from: MessageState::Sent, remote_status: Some(ref s), .. } if s == "sent"
         ));
-        let not_found = decide(
-            &due(MessageState::Queued, MessageKind::Sms, 1),
-            PollOutcome::NotFound,
-            200_000,
-            DELAY,
-        );
+        let not_found = decided(MessageState::Queued, Sms, 1, PollOutcome::NotFound, 200_000);
         assert!(matches!(
             not_found,
             Change::Expired {
@@ -420,12 +392,7 @@ mod tests {
 
     #[test]
     fn faults_never_give_a_verdict() {
-        let early_404 = decide(
-            &due(MessageState::Queued, MessageKind::Sms, 0),
-            PollOutcome::NotFound,
-            10,
-            DELAY,
-        );
+        let early_404 = decided(MessageState::Queued, Sms, 0, PollOutcome::NotFound, 10);
         assert!(matches!(
             early_404,
             Change::PollDeferred {
@@ -437,12 +404,7 @@ mod tests {
             detail: "HTTP 503".into(),
             retry_after: Some(Duration::from_secs(30)),
         };
-        let change = decide(
-            &due(MessageState::Queued, MessageKind::Sms, 0),
-            busy,
-            10,
-            DELAY,
-        );
+        let change = decided(MessageState::Queued, Sms, 0, busy, 10);
         assert!(matches!(
             change,
             Change::PollDeferred {
@@ -450,12 +412,7 @@ mod tests {
                 ..
             }
         ));
-        let odd = decide(
-            &due(MessageState::Queued, MessageKind::Sms, 0),
-            status("undelivered"),
-            10,
-            DELAY,
-        );
+        let odd = decided(MessageState::Queued, Sms, 0, status("undelivered"), 10);
         assert!(matches!(
             odd,
             Change::Polled {
@@ -505,9 +462,7 @@ mod tests {
         let now = Now::read();
         // A poll just left; the next claimed one waits half a second.
         tracker.schedule.take(now.instant, tracker.rate);
-        tracker
-            .due
-            .push_back(due(MessageState::Queued, MessageKind::Sms, 0));
+        tracker.due.push_back(due(MessageState::Queued, Sms, 0));
         let slot = tracker.shared.harness.free_slot().expect("a free slot");
         assert_eq!(
             tracker.step(slot, now).await.expect("step"),

@@ -162,23 +162,21 @@ pub fn classify_poll(
     body: &[u8],
 ) -> PollOutcome {
     if status.is_success() {
-        return match serde_json::from_slice::<MessageAnswer>(body) {
+        let problem = match serde_json::from_slice::<MessageAnswer>(body) {
             Ok(message)
                 if message
                     .status
                     .as_deref()
                     .is_some_and(|s| !s.trim().is_empty()) =>
             {
-                PollOutcome::Status(Box::new(message))
+                return PollOutcome::Status(Box::new(message))
             }
-            Ok(_) => PollOutcome::RetryLater {
-                detail: format!("HTTP {} without a status", status.as_u16()),
-                retry_after: None,
-            },
-            Err(_) => PollOutcome::RetryLater {
-                detail: format!("HTTP {} with an unreadable body", status.as_u16()),
-                retry_after: None,
-            },
+            Ok(_) => "without a status",
+            Err(_) => "with an unreadable body",
+        };
+        return PollOutcome::RetryLater {
+            detail: format!("HTTP {} {problem}", status.as_u16()),
+            retry_after: None,
         };
     }
     match status.as_u16() {

@@ -186,10 +186,6 @@ mod tests {
         (url, seen)
     }
 
-    async fn serve(answer: &'static [u8], per_connection: usize) -> (String, Arc<Seen>) {
-        serve_on("127.0.0.1:0", answer, per_connection).await
-    }
-
     /// Reads one request with a Content-Length body; `None` at end of stream.
     async fn read_request(stream: &mut TcpStream) -> Option<()> {
         let mut head = Vec::new();
@@ -234,7 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_is_reused_for_the_next_request() {
-        let (url, seen) = serve(OK, usize::MAX).await;
+        let (url, seen) = serve_on("127.0.0.1:0", OK, usize::MAX).await;
         let client = test_client();
         for _ in 0..3 {
             let answer = post(&client, &url).await.expect("answer");
@@ -249,7 +245,7 @@ mod tests {
     /// once, and never fails for it.
     #[tokio::test]
     async fn a_connection_the_server_closed_is_replaced_before_the_request_leaves() {
-        let (url, seen) = serve(OK, 1).await;
+        let (url, seen) = serve_on("127.0.0.1:0", OK, 1).await;
         let client = test_client();
         for round in 1..=3 {
             let answer = post(&client, &url).await;
@@ -284,7 +280,7 @@ mod tests {
             .into_bytes()
             .into_boxed_slice(),
         );
-        let (url, seen) = serve(answer, usize::MAX).await;
+        let (url, seen) = serve_on("127.0.0.1:0", answer, usize::MAX).await;
         let client = test_client();
         for _ in 0..2 {
             let answer = post(&client, &url).await.expect("answer");
@@ -338,7 +334,8 @@ mod tests {
     /// A redirect is an answer to classify, never a request sent elsewhere.
     #[tokio::test]
     async fn a_redirect_is_not_followed() {
-        let (url, seen) = serve(
+        let (url, seen) = serve_on(
+            "127.0.0.1:0",
             b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
             usize::MAX,
         )

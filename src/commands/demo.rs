@@ -23,7 +23,6 @@ use crate::domain::state::AmbiguousPolicy;
 use crate::import::{self, ImportSpec};
 use crate::mock::{Behaviour, RunningSimulator};
 use crate::report::Summary;
-use crate::secret::SecretString;
 use crate::store::{CampaignSettings, Store};
 
 /// The bundled recipients, so the demo runs from any directory.
@@ -89,7 +88,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
     let api = ApiClient::new(ApiConfig {
         base_url: simulator.base_url(),
         client_id: behaviour.client_id.clone(),
-        client_secret: SecretString::new(behaviour.client_secret.clone()),
+        client_secret: behaviour.client_secret.clone(),
         scope: "127.0.0.1".into(),
         send_tenant_field: false,
         media_key: Default::default(),

@@ -150,12 +150,7 @@ async fn suppress_unsent(
     let Some(path) = &suppress.path else {
         return Ok(());
     };
-    let region = stored(
-        campaign,
-        "default region",
-        &campaign.default_region,
-        Region::parse,
-    )?;
+    let region = stored_region(campaign)?;
     let list = load_suppression(path, &region)?;
     let n = store.suppress_pending(campaign.id, list.entries()).await?;
     eprintln!("Suppressed {n} message(s) not yet sent");
@@ -208,12 +203,7 @@ fn check_same_campaign(campaign: &Campaign, content: &Content) -> Result<(), Fai
         }
     }
     if let Some(region) = content.region_flag {
-        let stored_region = stored(
-            campaign,
-            "default region",
-            &campaign.default_region,
-            Region::parse,
-        )?;
+        let stored_region = stored_region(campaign)?;
         if region != stored_region {
             return Err(refuse(format!("default region {stored_region}")));
         }
@@ -237,6 +227,11 @@ fn stored<T, E: Display>(
             campaign.name
         ))
     })
+}
+
+fn stored_region(campaign: &Campaign) -> Result<Region, Failure> {
+    let region = &campaign.default_region;
+    stored(campaign, "default region", region, Region::parse)
 }
 
 /// First Ctrl-C or SIGTERM: stop claiming, let requests in flight finish

@@ -3,8 +3,6 @@
 //! holding one means it was checked, and the two cannot be mixed up with each
 //! other or with a phone number.
 
-use std::fmt;
-
 /// The longest campaign name accepted, in bytes.
 const CAMPAIGN_NAME_MAX_BYTES: usize = 200;
 /// The longest sid accepted (spec §11 gap 7: the API leaves its form open).
@@ -28,32 +26,10 @@ impl CampaignName {
     /// Trims surrounding spaces; refuses an empty name, a name longer than
     /// 200 bytes, and control characters (they would break a log line).
     pub fn parse(raw: &str) -> Result<CampaignName, IdError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty()
-            || trimmed.len() > CAMPAIGN_NAME_MAX_BYTES
-            || trimmed.chars().any(char::is_control)
-        {
-            return Err(IdError::CampaignName {
-                input: raw.chars().take(CAMPAIGN_NAME_MAX_BYTES + 20).collect(),
-            });
-        }
-        Ok(CampaignName(trimmed.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CampaignName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for CampaignName {
-    fn as_ref(&self) -> &str {
-        &self.0
+        let input = || raw.chars().take(CAMPAIGN_NAME_MAX_BYTES + 20).collect();
+        printable(raw, CAMPAIGN_NAME_MAX_BYTES)
+            .map(CampaignName)
+            .ok_or_else(|| IdError::CampaignName { input: input() })
     }
 }
 
@@ -66,34 +42,49 @@ pub struct MessageSid(String);
 
 impl MessageSid {
     pub fn parse(raw: &str) -> Result<MessageSid, IdError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty()
-            || trimmed.len() > SID_MAX_BYTES
-            || trimmed.chars().any(char::is_control)
-        {
-            return Err(IdError::Sid {
-                input: raw.chars().take(SID_MAX_BYTES + 20).collect(),
-            });
+        let input = || raw.chars().take(SID_MAX_BYTES + 20).collect();
+        printable(raw, SID_MAX_BYTES)
+            .map(MessageSid)
+            .ok_or_else(|| IdError::Sid { input: input() })
+    }
+}
+
+/// `raw` trimmed, if that leaves 1 to `max_bytes` bytes and no control
+/// character.
+fn printable(raw: &str, max_bytes: usize) -> Option<String> {
+    let trimmed = raw.trim();
+    let valid =
+        !trimmed.is_empty() && trimmed.len() <= max_bytes && !trimmed.chars().any(char::is_control);
+    valid.then(|| trimmed.to_owned())
+}
+
+/// The text views of a newtype over a checked `String`: the ids here and
+/// [`crate::domain::phone::E164`].
+macro_rules! text_id {
+    ($($id:ident),*) => {$(
+        impl $id {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-        Ok(MessageSid(trimmed.to_owned()))
-    }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $id {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
 }
 
-impl fmt::Display for MessageSid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub(crate) use text_id;
 
-impl AsRef<str> for MessageSid {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+text_id!(CampaignName, MessageSid);
 
 #[cfg(test)]
 mod tests {

@@ -262,8 +262,11 @@ pub fn transition(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use AmbiguousPolicy as P;
+    use Event as E;
     use MessageKind::{Mms, Sms};
     use MessageState as S;
+    use RemoteStatus as R;
 
     #[track_caller]
     fn check(from: MessageState, kind: MessageKind, event: Event, expected: Option<MessageState>) {
@@ -276,117 +279,62 @@ mod tests {
 
     #[test]
     fn send_path() {
-        check(S::Pending, Sms, Event::Claim, Some(S::Sending));
-        check(S::Sending, Sms, Event::NotAccepted, Some(S::Pending));
+        check(S::Pending, Sms, E::Claim, Some(S::Sending));
+        check(S::Sending, Sms, E::NotAccepted, Some(S::Pending));
+        check(S::Sending, Sms, E::Accepted(R::Queued), Some(S::Queued));
+        check(S::Sending, Sms, E::Accepted(R::Failed), Some(S::Failed));
         check(
             S::Sending,
             Sms,
-            Event::Accepted(RemoteStatus::Queued),
+            E::Accepted(R::Other("weird".into())),
             Some(S::Queued),
         );
-        check(
-            S::Sending,
-            Sms,
-            Event::Accepted(RemoteStatus::Failed),
-            Some(S::Failed),
-        );
-        check(
-            S::Sending,
-            Sms,
-            Event::Accepted(RemoteStatus::Other("weird".into())),
-            Some(S::Queued),
-        );
-        check(S::Sending, Sms, Event::Rejected, Some(S::Rejected));
-        check(
-            S::Sending,
-            Sms,
-            Event::Ambiguous(AmbiguousPolicy::Hold),
-            Some(S::Unknown),
-        );
-        check(
-            S::Sending,
-            Sms,
-            Event::Ambiguous(AmbiguousPolicy::Retry),
-            Some(S::Pending),
-        );
-        check(
-            S::Sending,
-            Sms,
-            Event::Recover(AmbiguousPolicy::Hold),
-            Some(S::Unknown),
-        );
-        check(
-            S::Sending,
-            Sms,
-            Event::Recover(AmbiguousPolicy::Retry),
-            Some(S::Pending),
-        );
+        check(S::Sending, Sms, E::Rejected, Some(S::Rejected));
+        check(S::Sending, Sms, E::Ambiguous(P::Hold), Some(S::Unknown));
+        check(S::Sending, Sms, E::Ambiguous(P::Retry), Some(S::Pending));
+        check(S::Sending, Sms, E::Recover(P::Hold), Some(S::Unknown));
+        check(S::Sending, Sms, E::Recover(P::Retry), Some(S::Pending));
     }
 
     #[test]
     fn import_states_never_send() {
         for state in [S::Invalid, S::Duplicate, S::Suppressed] {
-            check(state, Sms, Event::Claim, None);
-            check(state, Sms, Event::Retry, None);
+            check(state, Sms, E::Claim, None);
+            check(state, Sms, E::Retry, None);
         }
-        check(S::Queued, Sms, Event::Claim, None);
-        check(S::Unknown, Sms, Event::Claim, None);
+        check(S::Queued, Sms, E::Claim, None);
+        check(S::Unknown, Sms, E::Claim, None);
     }
 
     #[test]
     fn tracking_path() {
-        check(
-            S::Queued,
-            Sms,
-            Event::Observed(RemoteStatus::Sent),
-            Some(S::Sent),
-        );
+        check(S::Queued, Sms, E::Observed(R::Sent), Some(S::Sent));
+        check(S::Sent, Sms, E::Observed(R::Delivered), Some(S::Delivered));
+        check(S::Queued, Sms, E::Observed(R::Failed), Some(S::Failed));
         check(
             S::Sent,
             Sms,
-            Event::Observed(RemoteStatus::Delivered),
-            Some(S::Delivered),
-        );
-        check(
-            S::Queued,
-            Sms,
-            Event::Observed(RemoteStatus::Failed),
-            Some(S::Failed),
-        );
-        check(
-            S::Sent,
-            Sms,
-            Event::Observed(RemoteStatus::Other("received".into())),
+            E::Observed(R::Other("received".into())),
             Some(S::Sent),
         );
-        check(S::Queued, Sms, Event::TrackingEnded, Some(S::Expired));
-        check(S::Sent, Sms, Event::TrackingEnded, Some(S::Expired));
+        check(S::Queued, Sms, E::TrackingEnded, Some(S::Expired));
+        check(S::Sent, Sms, E::TrackingEnded, Some(S::Expired));
         // MMS: sent is final, nothing more happens.
-        check(
-            S::Queued,
-            Mms,
-            Event::Observed(RemoteStatus::Sent),
-            Some(S::Sent),
-        );
-        check(S::Sent, Mms, Event::Observed(RemoteStatus::Delivered), None);
-        check(S::Sent, Mms, Event::TrackingEnded, None);
+        check(S::Queued, Mms, E::Observed(R::Sent), Some(S::Sent));
+        check(S::Sent, Mms, E::Observed(R::Delivered), None);
+        check(S::Sent, Mms, E::TrackingEnded, None);
         // Final states stay final.
-        check(
-            S::Delivered,
-            Sms,
-            Event::Observed(RemoteStatus::Failed),
-            None,
-        );
-        check(S::Failed, Sms, Event::TrackingEnded, None);
+        check(S::Delivered, Sms, E::Observed(R::Failed), None);
+        check(S::Failed, Sms, E::TrackingEnded, None);
     }
 
     #[test]
     fn operator_retry() {
         for state in [S::Unknown, S::Failed, S::Rejected, S::Expired] {
-            check(state, Sms, Event::Retry, Some(S::Pending));
+            check(state, Sms, E::Retry, Some(S::Pending));
         }
-        check(S::Delivered, Sms, Event::Retry, None);
-        check(S::Pending, Sms, Event::Retry, None);
+        check(S::Delivered, Sms, E::Retry, None);
+        check(S::Pending, Sms, E::Retry, None);
     }
 
     #[test]

@@ -372,30 +372,23 @@ mod tests {
 
     #[test]
     fn parse_errors_say_where() {
-        check_parse_error(
-            "Hi {{name",
-            "the template has an unclosed {{ at line 1, column 4; close the placeholder with }}",
-        );
-        check_parse_error(
-            "line one\nsee you {{when",
-            "the template has an unclosed {{ at line 2, column 9; close the placeholder with }}",
-        );
-        check_parse_error(
-            "{{a {{b}}",
-            "the template has an unclosed {{ at line 1, column 1; close the placeholder with }}",
-        );
-        check_parse_error(
-            "Zoë {{",
-            "the template has an unclosed {{ at line 1, column 5; close the placeholder with }}",
-        );
-        check_parse_error(
-            "Hi {{}}",
-            "the template has an empty placeholder at line 1, column 4; put a column name between the braces, e.g. {{first_name}}",
-        );
-        check_parse_error(
-            "Hi {{   }}",
-            "the template has an empty placeholder at line 1, column 4; put a column name between the braces, e.g. {{first_name}}",
-        );
+        let unclosed = |at: &str| {
+            format!("the template has an unclosed {{{{ at {at}; close the placeholder with }}}}")
+        };
+        for (src, at) in [
+            ("Hi {{name", "line 1, column 4"),
+            ("line one\nsee you {{when", "line 2, column 9"),
+            ("{{a {{b}}", "line 1, column 1"),
+            ("Zoë {{", "line 1, column 5"),
+        ] {
+            check_parse_error(src, &unclosed(at));
+        }
+        for src in ["Hi {{}}", "Hi {{   }}"] {
+            check_parse_error(
+                src,
+                "the template has an empty placeholder at line 1, column 4; put a column name between the braces, e.g. {{first_name}}",
+            );
+        }
         check_parse_error(
             "Hi {{{name}}}",
             "the template placeholder {{{name}} at line 1, column 4 has a brace in its name; write placeholders with exactly two braces on each side, e.g. {{first_name}}",

@@ -274,10 +274,6 @@ mod tests {
         assert_eq!(analyse(body), expected, "body {body:?}");
     }
 
-    fn repeat(piece: &str, times: usize) -> String {
-        piece.repeat(times)
-    }
-
     #[test]
     fn short_bodies() {
         use Encoding::{Gsm7, Ucs2};
@@ -304,37 +300,37 @@ mod tests {
     #[test]
     fn gsm7_segment_boundaries() {
         use Encoding::Gsm7;
-        check(&repeat("a", 160), Gsm7, 1, 160, 160);
-        check(&repeat("a", 161), Gsm7, 2, 161, 161);
-        check(&repeat("a", 306), Gsm7, 2, 306, 306);
-        check(&repeat("a", 307), Gsm7, 3, 307, 307);
-        check(&repeat("a", 1530), Gsm7, 10, 1530, 1530);
-        check(&repeat("€", 80), Gsm7, 1, 160, 80);
-        check(&repeat("€", 81), Gsm7, 2, 162, 81);
+        check(&"a".repeat(160), Gsm7, 1, 160, 160);
+        check(&"a".repeat(161), Gsm7, 2, 161, 161);
+        check(&"a".repeat(306), Gsm7, 2, 306, 306);
+        check(&"a".repeat(307), Gsm7, 3, 307, 307);
+        check(&"a".repeat(1530), Gsm7, 10, 1530, 1530);
+        check(&"€".repeat(80), Gsm7, 1, 160, 80);
+        check(&"€".repeat(81), Gsm7, 2, 162, 81);
         // 159 + 2 septets: over 160, so multi-part.
-        check(&format!("{}€", repeat("a", 159)), Gsm7, 2, 161, 160);
+        check(&format!("{}€", "a".repeat(159)), Gsm7, 2, 161, 160);
         // 306 septets would fit two parts, but the escape pair cannot
         // straddle the first boundary: the € opens part two.
-        let straddling = format!("{}€{}", repeat("a", 152), repeat("a", 152));
+        let straddling = format!("{}€{}", "a".repeat(152), "a".repeat(152));
         check(&straddling, Gsm7, 3, 306, 305);
-        let fitting = format!("{}€{}", repeat("a", 151), repeat("a", 153));
+        let fitting = format!("{}€{}", "a".repeat(151), "a".repeat(153));
         check(&fitting, Gsm7, 2, 306, 305);
     }
 
     #[test]
     fn ucs2_segment_boundaries() {
         use Encoding::Ucs2;
-        check(&repeat("王", 70), Ucs2, 1, 70, 70);
-        check(&repeat("王", 71), Ucs2, 2, 71, 71);
-        check(&repeat("王", 134), Ucs2, 2, 134, 134);
-        check(&repeat("王", 135), Ucs2, 3, 135, 135);
-        check(&repeat("😀", 35), Ucs2, 1, 70, 35);
-        check(&repeat("😀", 36), Ucs2, 2, 72, 36);
+        check(&"王".repeat(70), Ucs2, 1, 70, 70);
+        check(&"王".repeat(71), Ucs2, 2, 71, 71);
+        check(&"王".repeat(134), Ucs2, 2, 134, 134);
+        check(&"王".repeat(135), Ucs2, 3, 135, 135);
+        check(&"😀".repeat(35), Ucs2, 1, 70, 35);
+        check(&"😀".repeat(36), Ucs2, 2, 72, 36);
         // 134 units would fit two parts, but a surrogate pair cannot be split.
-        let straddling = format!("王王{}", repeat("😀", 66));
+        let straddling = format!("王王{}", "😀".repeat(66));
         check(&straddling, Ucs2, 3, 134, 68);
         // One non-GSM character turns a long GSM text into UCS-2.
-        check(&format!("{}ë", repeat("a", 150)), Ucs2, 3, 151, 151);
+        check(&format!("{}ë", "a".repeat(150)), Ucs2, 3, 151, 151);
     }
 
     #[test]
@@ -346,11 +342,11 @@ mod tests {
             assert_eq!(info.over_limit(), over, "body of {} chars", info.chars);
         }
         check_limit("", SMS_MAX_GSM7_CHARS, false);
-        check_limit(&repeat("a", 1600), SMS_MAX_GSM7_CHARS, false);
-        check_limit(&repeat("a", 1601), SMS_MAX_GSM7_CHARS, true);
-        check_limit(&repeat("€", 1600), SMS_MAX_GSM7_CHARS, false);
-        check_limit(&repeat("王", 700), SMS_MAX_UCS2_CHARS, false);
-        check_limit(&repeat("王", 701), SMS_MAX_UCS2_CHARS, true);
+        check_limit(&"a".repeat(1600), SMS_MAX_GSM7_CHARS, false);
+        check_limit(&"a".repeat(1601), SMS_MAX_GSM7_CHARS, true);
+        check_limit(&"€".repeat(1600), SMS_MAX_GSM7_CHARS, false);
+        check_limit(&"王".repeat(700), SMS_MAX_UCS2_CHARS, false);
+        check_limit(&"王".repeat(701), SMS_MAX_UCS2_CHARS, true);
         assert!(analyse("").is_empty());
         assert!(!analyse(" ").is_empty());
     }

@@ -5,16 +5,16 @@
 //! `0..=1`, fault ratios summing to at most 1, `delivered_after` not before
 //! `sent_after`) so that the handlers never have to.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::mock::state::FAILED_ERROR_MESSAGE;
+use crate::secret::SecretString;
 
 /// CLI flags of `bpsms mock-server` (flattened into the subcommand by `src/cli.rs`).
 ///
 /// Every default reproduces the documented vendor behaviour; quirks and faults
 /// are off unless asked for.
-#[derive(Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct MockArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -29,9 +29,10 @@ pub struct MockArgs {
         long,
         env = "BPSMS_MOCK_CLIENT_SECRET",
         default_value = "demo-secret",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub client_secret: String,
+    pub client_secret: SecretString,
 
     /// Lifetime of an issued token; afterwards every call with it answers 401.
     #[arg(long, default_value = "3600s", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -138,16 +139,6 @@ pub struct MockArgs {
     pub latency: Duration,
 }
 
-impl fmt::Debug for MockArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockArgs")
-            .field("listen", &self.listen)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"(redacted)")
-            .finish_non_exhaustive()
-    }
-}
-
 impl MockArgs {
     /// Validates the flags into a [`Behaviour`].
     pub fn behaviour(&self) -> Result<Behaviour, String> {
@@ -206,12 +197,12 @@ pub enum RetryAfter {
 /// Fault ratios of one endpoint are exclusive slices of a single draw per
 /// request, so `fault_500 = 0.1, fault_429 = 0.1` answers 10 % of Sends with
 /// 500 and another 10 % with 429; each endpoint's ratios must sum to at most 1.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Behaviour {
     /// The only `client_id` the token endpoint accepts.
     pub client_id: String,
     /// The only `client_secret` the token endpoint accepts.
-    pub client_secret: String,
+    pub client_secret: SecretString,
     /// How long an issued token stays valid; also its `expires_in`.
     pub token_lifetime: Duration,
     /// Quirk: `expires_in` as a JSON number instead of a string.
@@ -263,39 +254,6 @@ pub struct Behaviour {
     pub latency: Duration,
 }
 
-impl fmt::Debug for Behaviour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Behaviour")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"(redacted)")
-            .field("token_lifetime", &self.token_lifetime)
-            .field("expires_in_number", &self.expires_in_number)
-            .field("sent_after", &self.sent_after)
-            .field("delivered_after", &self.delivered_after)
-            .field("failure_ratio", &self.failure_ratio)
-            .field("failure_message", &self.failure_message)
-            .field("seed", &self.seed)
-            .field("not_found_for", &self.not_found_for)
-            .field("quirk_null_sid", &self.quirk_null_sid)
-            .field("quirk_no_plus", &self.quirk_no_plus)
-            .field("quirk_numeric_error_code", &self.quirk_numeric_error_code)
-            .field("quirk_extra_fields", &self.quirk_extra_fields)
-            .field("fault_500", &self.fault_500)
-            .field("fault_502", &self.fault_502)
-            .field("fault_503", &self.fault_503)
-            .field("fault_429", &self.fault_429)
-            .field("fault_403", &self.fault_403)
-            .field("fault_429_first", &self.fault_429_first)
-            .field("fault_slow", &self.fault_slow)
-            .field("slow_delay", &self.slow_delay)
-            .field("retry_after", &self.retry_after)
-            .field("get_fault_500", &self.get_fault_500)
-            .field("get_fault_429", &self.get_fault_429)
-            .field("latency", &self.latency)
-            .finish()
-    }
-}
-
 impl Default for Behaviour {
     /// The documented behaviour, identical to the flag defaults: credentials
     /// `demo` / `demo-secret`, one-hour tokens with a string `expires_in`,
@@ -304,7 +262,7 @@ impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
             client_id: "demo".to_owned(),
-            client_secret: "demo-secret".to_owned(),
+            client_secret: SecretString::new("demo-secret".to_owned()),
             token_lifetime: Duration::from_secs(3600),
             expires_in_number: false,
             sent_after: Duration::from_secs(2),
@@ -391,6 +349,11 @@ impl Behaviour {
         }
         Ok(())
     }
+}
+
+/// clap value parser for the secret flag: kept out of `Debug` from the start.
+fn secret(text: &str) -> Result<SecretString, String> {
+    Ok(SecretString::new(text.to_owned()))
 }
 
 /// clap value parser for a ratio flag.

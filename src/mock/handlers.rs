@@ -90,7 +90,7 @@ async fn token(State(state): State<SimState>, body: Bytes) -> Response {
     let scope = request.scope.as_deref().unwrap_or("");
     let authenticated = request.grant_type == "client_credentials"
         && request.client_id == behaviour.client_id
-        && request.client_secret == behaviour.client_secret
+        && request.client_secret == behaviour.client_secret.expose()
         && !scope.is_empty();
     if !authenticated {
         state.count(Counter::Unauthorized);
@@ -120,9 +120,8 @@ async fn token(State(state): State<SimState>, body: Bytes) -> Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SendFault {
     None,
-    Status500,
-    Status502,
-    Status503,
+    /// An nginx error page with this status.
+    Gateway(StatusCode),
     TooMany,
     Forbidden,
     Slow,
@@ -131,9 +130,15 @@ enum SendFault {
 fn draw_send_fault(state: &SimState) -> SendFault {
     let b = state.behaviour();
     let slices = [
-        (b.fault_500, SendFault::Status500),
-        (b.fault_502, SendFault::Status502),
-        (b.fault_503, SendFault::Status503),
+        (
+            b.fault_500,
+            SendFault::Gateway(StatusCode::INTERNAL_SERVER_ERROR),
+        ),
+        (b.fault_502, SendFault::Gateway(StatusCode::BAD_GATEWAY)),
+        (
+            b.fault_503,
+            SendFault::Gateway(StatusCode::SERVICE_UNAVAILABLE),
+        ),
         (b.fault_429, SendFault::TooMany),
         (b.fault_403, SendFault::Forbidden),
         (b.fault_slow, SendFault::Slow),
@@ -166,9 +171,9 @@ async fn send_message(State(state): State<SimState>, headers: HeaderMap, body: B
         draw_send_fault(&state)
     };
     match fault {
-        SendFault::Status500 | SendFault::Status502 | SendFault::Status503 => {
+        SendFault::Gateway(status) => {
             state.count(Counter::FaultsInjected);
-            return gateway_error(fault_status(fault));
+            return gateway_error(status);
         }
         SendFault::TooMany => {
             state.count(Counter::FaultsInjected);
@@ -199,14 +204,6 @@ async fn send_message(State(state): State<SimState>, headers: HeaderMap, body: B
         sleep_unless_shutdown(&state, state.behaviour().slow_delay).await;
     }
     json_answer(StatusCode::OK, &value)
-}
-
-fn fault_status(fault: SendFault) -> StatusCode {
-    match fault {
-        SendFault::Status502 => StatusCode::BAD_GATEWAY,
-        SendFault::Status503 => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }
 
 /// Reads and validates a Send body, JSON or form encoded.
@@ -327,18 +324,13 @@ async fn get_message(
         (behaviour.get_fault_500, StatusCode::INTERNAL_SERVER_ERROR),
         (behaviour.get_fault_429, StatusCode::TOO_MANY_REQUESTS),
     ];
-    if slices.iter().any(|(ratio, _)| *ratio > 0.0) {
-        match pick(state.fault_draw(), &slices) {
-            Some(StatusCode::TOO_MANY_REQUESTS) => {
-                state.count(Counter::FaultsInjected);
-                return too_many_requests(behaviour);
-            }
-            Some(status) => {
-                state.count(Counter::FaultsInjected);
-                return gateway_error(status);
-            }
-            None => {}
-        }
+    let drawn = slices.iter().any(|(ratio, _)| *ratio > 0.0);
+    if let Some(status) = drawn.then(|| pick(state.fault_draw(), &slices)).flatten() {
+        state.count(Counter::FaultsInjected);
+        return match status {
+            StatusCode::TOO_MANY_REQUESTS => too_many_requests(behaviour),
+            _ => gateway_error(status),
+        };
     }
     if let Err(rejection) = authenticate(&state, &headers) {
         return rejection.into_response();
@@ -432,17 +424,13 @@ fn authenticate(state: &SimState, headers: &HeaderMap) -> Result<(), Rejection> 
         Some(token) if !token.is_empty() => state.check_token(token),
         _ => TokenCheck::Unknown,
     };
-    match check {
-        TokenCheck::Valid => Ok(()),
-        TokenCheck::Expired => {
-            state.count(Counter::Unauthorized);
-            Err(Rejection::unauthorized("Access token expired"))
-        }
-        TokenCheck::Unknown => {
-            state.count(Counter::Unauthorized);
-            Err(Rejection::unauthorized("Authentication failed"))
-        }
-    }
+    let description = match check {
+        TokenCheck::Valid => return Ok(()),
+        TokenCheck::Expired => "Access token expired",
+        TokenCheck::Unknown => "Authentication failed",
+    };
+    state.count(Counter::Unauthorized);
+    Err(Rejection::unauthorized(description))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

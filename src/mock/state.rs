@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::wire::{MessageResource, MESSAGES_PATH};
+use crate::clock::{duration_ms, format_ms, now_ms};
 use crate::mock::behaviour::Behaviour;
 
 /// The fixed tenant identifier the simulator answers with.
@@ -166,7 +167,7 @@ impl SimState {
             shared: Arc::new(Shared {
                 behaviour,
                 started_at: Instant::now(),
-                started_unix_ms: unix_ms_now(),
+                started_unix_ms: now_ms(),
                 inner: Mutex::new(inner),
                 counters: Counters::default(),
                 shutdown: CancellationToken::new(),
@@ -188,11 +189,6 @@ impl SimState {
             .iter()
             .map(|record| record.ledger_entry(started_unix_ms))
             .collect()
-    }
-
-    /// Number of accepted Sends, without copying the ledger.
-    pub fn ledger_len(&self) -> usize {
-        self.lock().messages.len()
     }
 
     /// The counters so far.
@@ -542,30 +538,11 @@ fn upper_hex(bytes: &[u8]) -> String {
 
 /// `Tue, 14 May 2024 09:15:02 +0000`.
 pub(crate) fn rfc2822(unix_ms: i64) -> String {
-    let nanos = i128::from(unix_ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|moment| {
-            moment
-                .format(&time::format_description::well_known::Rfc2822)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    format_ms(unix_ms, &time::format_description::well_known::Rfc2822)
 }
 
 fn duration_us(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
-}
-
-fn duration_ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

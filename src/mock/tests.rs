@@ -21,6 +21,13 @@ fn quick() -> Behaviour {
     }
 }
 
+/// [`quick`] with one knob turned.
+fn quick_with(turn: impl FnOnce(&mut Behaviour)) -> Behaviour {
+    let mut behaviour = quick();
+    turn(&mut behaviour);
+    behaviour
+}
+
 async fn start(behaviour: Behaviour) -> RunningSimulator {
     RunningSimulator::start(behaviour)
         .await
@@ -35,13 +42,23 @@ fn http() -> reqwest::Client {
 }
 
 async fn token_request(sim: &RunningSimulator, form: &str) -> reqwest::Response {
-    http()
-        .post(format!("{}{TOKEN_PATH}", sim.base_url()))
+    post_form(http().post(format!("{}{TOKEN_PATH}", sim.base_url())), form).await
+}
+
+async fn post_form(request: reqwest::RequestBuilder, form: &str) -> reqwest::Response {
+    request
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form.to_owned())
         .send()
         .await
-        .expect("token request")
+        .expect("form request")
+}
+
+/// A simulator and a token it issued.
+async fn signed_in(behaviour: Behaviour) -> (RunningSimulator, String) {
+    let sim = start(behaviour).await;
+    let token = bearer(&sim).await;
+    (sim, token)
 }
 
 async fn bearer(sim: &RunningSimulator) -> String {
@@ -66,14 +83,8 @@ async fn send_json(sim: &RunningSimulator, token: &str, body: &Value) -> reqwest
 }
 
 async fn send_form(sim: &RunningSimulator, token: &str, form: &str) -> reqwest::Response {
-    http()
-        .post(format!("{}{MESSAGES_PATH}", sim.base_url()))
-        .bearer_auth(token)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form.to_owned())
-        .send()
-        .await
-        .expect("send request")
+    let request = http().post(format!("{}{MESSAGES_PATH}", sim.base_url()));
+    post_form(request.bearer_auth(token), form).await
 }
 
 async fn get(sim: &RunningSimulator, token: &str, sid: &str) -> reqwest::Response {
@@ -85,8 +96,13 @@ async fn get(sim: &RunningSimulator, token: &str, sid: &str) -> reqwest::Respons
         .expect("get request")
 }
 
+/// The simplest valid SMS request.
+fn hi() -> Value {
+    json!({"To": TO, "From": FROM, "Body": "Hi"})
+}
+
 async fn sms(sim: &RunningSimulator, token: &str) -> MessageResource {
-    let response = send_json(sim, token, &json!({"To": TO, "From": FROM, "Body": "Hi"})).await;
+    let response = send_json(sim, token, &hi()).await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("message json")
 }
@@ -107,6 +123,11 @@ async fn wait_for_status(sim: &RunningSimulator, token: &str, sid: &str, status:
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A header of `response` as text, if it has it.
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 async fn error_description(response: reqwest::Response) -> String {
@@ -188,17 +209,12 @@ async fn missing_or_unknown_bearer_is_401() {
     let sim = start(quick()).await;
     let response = http()
         .post(format!("{}{MESSAGES_PATH}", sim.base_url()))
-        .json(&json!({"To": TO, "From": FROM, "Body": "Hi"}))
+        .json(&hi())
         .send()
         .await
         .expect("send");
     assert_eq!(response.status(), 401);
-    let response = send_json(
-        &sim,
-        "DEADBEEF",
-        &json!({"To": TO, "From": FROM, "Body": "Hi"}),
-    )
-    .await;
+    let response = send_json(&sim, "DEADBEEF", &hi()).await;
     assert_eq!(response.status(), 401);
     let response = get(&sim, "DEADBEEF", "5f0c2d9e-8a41-4c3b-9e1f-2b7d6a1c0e93").await;
     assert_eq!(response.status(), 401);
@@ -209,9 +225,8 @@ async fn missing_or_unknown_bearer_is_401() {
 
 #[tokio::test]
 async fn send_then_get_progresses_to_delivered() {
-    let sim = start(quick()).await;
-    let token = bearer(&sim).await;
-    let response = send_json(&sim, &token, &json!({"To": TO, "From": FROM, "Body": "Hi"})).await;
+    let (sim, token) = signed_in(quick()).await;
+    let response = send_json(&sim, &token, &hi()).await;
     assert_eq!(response.status(), 200);
     let sent: Value = response.json().await.expect("send json");
     let sid = sent["sid"].as_str().expect("sid").to_owned();
@@ -258,8 +273,7 @@ async fn send_then_get_progresses_to_delivered() {
 
 #[tokio::test]
 async fn first_get_is_queued_with_default_timing() {
-    let sim = start(Behaviour::default()).await;
-    let token = bearer(&sim).await;
+    let (sim, token) = signed_in(Behaviour::default()).await;
     let message = sms(&sim, &token).await;
     let sid = message.sid.expect("sid");
     let value: Value = get(&sim, &token, &sid).await.json().await.expect("json");
@@ -269,7 +283,7 @@ async fn first_get_is_queued_with_default_timing() {
 
 #[tokio::test]
 async fn failures_carry_error_code_and_quirks_apply() {
-    let sim = start(Behaviour {
+    let (sim, token) = signed_in(Behaviour {
         failure_ratio: 1.0,
         quirk_numeric_error_code: true,
         quirk_null_sid: true,
@@ -278,8 +292,7 @@ async fn failures_carry_error_code_and_quirks_apply() {
         ..quick()
     })
     .await;
-    let token = bearer(&sim).await;
-    let response = send_json(&sim, &token, &json!({"To": TO, "From": FROM, "Body": "Hi"})).await;
+    let response = send_json(&sim, &token, &hi()).await;
     let sent: Value = response.json().await.expect("json");
     // Send answers keep their sid even with the null-sid quirk.
     let sid = sent["sid"].as_str().expect("sid").to_owned();
@@ -300,12 +313,7 @@ async fn failures_carry_error_code_and_quirks_apply() {
 
 #[tokio::test]
 async fn mms_stays_sent() {
-    let sim = start(Behaviour {
-        failure_ratio: 1.0,
-        ..quick()
-    })
-    .await;
-    let token = bearer(&sim).await;
+    let (sim, token) = signed_in(quick_with(|b| b.failure_ratio = 1.0)).await;
     let media = ["https://m.example/a.png", "https://m.example/b.png"];
     let response = send_json(
         &sim,
@@ -331,8 +339,7 @@ async fn mms_stays_sent() {
 
 #[tokio::test]
 async fn validation_rejects_bad_requests() {
-    let sim = start(quick()).await;
-    let token = bearer(&sim).await;
+    let (sim, token) = signed_in(quick()).await;
     let eleven: Vec<String> = (0..11).map(|i| format!("https://m.example/{i}")).collect();
     let cases = [
         json!({"To": "12345", "From": FROM, "Body": "Hi"}),
@@ -376,8 +383,7 @@ async fn validation_rejects_bad_requests() {
 
 #[tokio::test]
 async fn form_encoded_send_is_accepted() {
-    let sim = start(quick()).await;
-    let token = bearer(&sim).await;
+    let (sim, token) = signed_in(quick()).await;
     let response = send_form(
         &sim,
         &token,
@@ -415,12 +421,10 @@ async fn form_encoded_send_is_accepted() {
 
 #[tokio::test]
 async fn expired_token_is_401() {
-    let sim = start(Behaviour {
-        token_lifetime: Duration::from_millis(100),
-        ..quick()
-    })
+    let (sim, token) = signed_in(quick_with(|b| {
+        b.token_lifetime = Duration::from_millis(100)
+    }))
     .await;
-    let token = bearer(&sim).await;
     let message = sms(&sim, &token).await;
     let sid = message.sid.expect("sid");
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -434,7 +438,7 @@ async fn expired_token_is_401() {
         assert!(Instant::now() < deadline, "token never expired");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let response = send_json(&sim, &token, &json!({"To": TO, "From": FROM, "Body": "Hi"})).await;
+    let response = send_json(&sim, &token, &hi()).await;
     assert_eq!(response.status(), 401);
     // A fresh token works again.
     let fresh = bearer(&sim).await;
@@ -444,21 +448,11 @@ async fn expired_token_is_401() {
 
 #[tokio::test]
 async fn fault_500_is_html_and_not_recorded() {
-    let sim = start(Behaviour {
-        fault_500: 1.0,
-        ..quick()
-    })
-    .await;
-    let token = bearer(&sim).await;
+    let (sim, token) = signed_in(quick_with(|b| b.fault_500 = 1.0)).await;
     for _ in 0..3 {
-        let response =
-            send_json(&sim, &token, &json!({"To": TO, "From": FROM, "Body": "Hi"})).await;
+        let response = send_json(&sim, &token, &hi()).await;
         assert_eq!(response.status(), 500);
-        assert!(response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/html")));
+        assert!(header(&response, "content-type").is_some_and(|v| v.starts_with("text/html")));
         let text = response.text().await.expect("body");
         assert!(
             text.contains("<title>500 Internal Server Error</title>"),
@@ -476,25 +470,14 @@ async fn fault_500_is_html_and_not_recorded() {
 #[tokio::test]
 async fn fault_502_and_503_pages() {
     for (behaviour, title) in [
+        (quick_with(|b| b.fault_502 = 1.0), "502 Bad Gateway"),
         (
-            Behaviour {
-                fault_502: 1.0,
-                ..quick()
-            },
-            "502 Bad Gateway",
-        ),
-        (
-            Behaviour {
-                fault_503: 1.0,
-                ..quick()
-            },
+            quick_with(|b| b.fault_503 = 1.0),
             "503 Service Temporarily Unavailable",
         ),
     ] {
-        let sim = start(behaviour).await;
-        let token = bearer(&sim).await;
-        let response =
-            send_json(&sim, &token, &json!({"To": TO, "From": FROM, "Body": "Hi"})).await;
+        let (sim, token) = signed_in(behaviour).await;
+        let response = send_json(&sim, &token, &hi()).await;
         let text = response.text().await.expect("body");
         assert!(text.contains(&format!("<title>{title}</title>")), "{text}");
         assert!(sim.state.ledger().is_empty());
@@ -504,49 +487,36 @@ async fn fault_502_and_503_pages() {
 
 #[tokio::test]
 async fn fault_429_carries_retry_after() {
-    let sim = start(Behaviour {
+    let (sim, token) = signed_in(Behaviour {
         fault_429: 1.0,
         retry_after: RetryAfter::Seconds(7),
         ..quick()
     })
     .await;
-    let token = bearer(&sim).await;
-    let response = send_json(&sim, &token, &json!({"To": TO, "From": FROM, "Body": "Hi"})).await;
+    let response = send_json(&sim, &token, &hi()).await;
     assert_eq!(response.status(), 429);
-    assert_eq!(
-        response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("7")
-    );
+    assert_eq!(header(&response, "retry-after"), Some("7"));
     assert!(sim.state.ledger().is_empty());
     sim.shutdown().await;
 
-    let sim = start(Behaviour {
+    let (sim, token) = signed_in(Behaviour {
         fault_429: 1.0,
         retry_after: RetryAfter::HttpDate(Duration::from_secs(30)),
         ..quick()
     })
     .await;
-    let token = bearer(&sim).await;
-    let response = send_json(&sim, &token, &json!({"To": TO, "From": FROM, "Body": "Hi"})).await;
-    let header = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .expect("retry-after");
-    let when = httpdate::parse_http_date(header).expect("an HTTP-date");
+    let response = send_json(&sim, &token, &hi()).await;
+    let retry_after = header(&response, "retry-after").expect("retry-after");
+    let when = httpdate::parse_http_date(retry_after).expect("an HTTP-date");
     assert!(when > std::time::SystemTime::now());
     sim.shutdown().await;
 
-    let sim = start(Behaviour {
+    let (sim, token) = signed_in(Behaviour {
         get_fault_429: 1.0,
         retry_after: RetryAfter::Omitted,
         ..quick()
     })
     .await;
-    let token = bearer(&sim).await;
     let message = sms(&sim, &token).await;
     let response = get(&sim, &token, &message.sid.expect("sid")).await;
     assert_eq!(response.status(), 429);
@@ -556,13 +526,8 @@ async fn fault_429_carries_retry_after() {
 
 #[tokio::test]
 async fn fault_403_is_not_recorded() {
-    let sim = start(Behaviour {
-        fault_403: 1.0,
-        ..quick()
-    })
-    .await;
-    let token = bearer(&sim).await;
-    let response = send_json(&sim, &token, &json!({"To": TO, "From": FROM, "Body": "Hi"})).await;
+    let (sim, token) = signed_in(quick_with(|b| b.fault_403 = 1.0)).await;
+    let response = send_json(&sim, &token, &hi()).await;
     assert_eq!(response.status(), 403);
     assert_eq!(error_description(response).await, "privilege not granted");
     assert!(sim.state.ledger().is_empty());
@@ -571,20 +536,19 @@ async fn fault_403_is_not_recorded() {
 
 #[tokio::test]
 async fn slow_fault_records_but_answers_late() {
-    let sim = start(Behaviour {
+    let (sim, token) = signed_in(Behaviour {
         fault_slow: 1.0,
         slow_delay: Duration::from_secs(30),
         ..quick()
     })
     .await;
-    let token = bearer(&sim).await;
     let result = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()
         .expect("client")
         .post(format!("{}{MESSAGES_PATH}", sim.base_url()))
         .bearer_auth(&token)
-        .json(&json!({"To": TO, "From": FROM, "Body": "Hi"}))
+        .json(&hi())
         .send()
         .await;
     assert!(result.is_err_and(|e| e.is_timeout()));
@@ -598,12 +562,7 @@ async fn slow_fault_records_but_answers_late() {
 
 #[tokio::test]
 async fn get_fault_500_is_html() {
-    let sim = start(Behaviour {
-        get_fault_500: 1.0,
-        ..quick()
-    })
-    .await;
-    let token = bearer(&sim).await;
+    let (sim, token) = signed_in(quick_with(|b| b.get_fault_500 = 1.0)).await;
     let message = sms(&sim, &token).await;
     let response = get(&sim, &token, &message.sid.expect("sid")).await;
     assert_eq!(response.status(), 500);
@@ -613,14 +572,13 @@ async fn get_fault_500_is_html() {
 
 #[tokio::test]
 async fn not_found_window_then_visible() {
-    let sim = start(Behaviour {
+    let (sim, token) = signed_in(Behaviour {
         not_found_for: Duration::from_millis(150),
         sent_after: Duration::from_secs(60),
         delivered_after: Duration::from_secs(60),
         ..quick()
     })
     .await;
-    let token = bearer(&sim).await;
     let message = sms(&sim, &token).await;
     let sid = message.sid.expect("sid");
     let response = get(&sim, &token, &sid).await;
@@ -638,14 +596,13 @@ async fn not_found_window_then_visible() {
         assert!(Instant::now() < deadline, "message never became visible");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(sim.state.ledger_len(), 1);
+    assert_eq!(sim.state.ledger().len(), 1);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn unknown_sid_is_404() {
-    let sim = start(quick()).await;
-    let token = bearer(&sim).await;
+    let (sim, token) = signed_in(quick()).await;
     for sid in [
         "5f0c2d9e-8a41-4c3b-9e1f-2b7d6a1c0e93",
         "MM0123456789abcdef0123456789abcdef",
@@ -666,8 +623,7 @@ async fn unknown_sid_is_404() {
 
 #[tokio::test]
 async fn ledger_and_stats_over_http() {
-    let sim = start(quick()).await;
-    let token = bearer(&sim).await;
+    let (sim, token) = signed_in(quick()).await;
     let first = sms(&sim, &token).await;
     let second = sms(&sim, &token).await;
     let ledger: Vec<LedgerEntry> = http()
@@ -698,8 +654,7 @@ async fn ledger_and_stats_over_http() {
 
 #[tokio::test]
 async fn many_concurrent_sends_are_all_recorded_once() {
-    let sim = start(quick()).await;
-    let token = bearer(&sim).await;
+    let (sim, token) = signed_in(quick()).await;
     let client = http();
     let url = format!("{}{MESSAGES_PATH}", sim.base_url());
     let mut tasks = tokio::task::JoinSet::new();
@@ -758,13 +713,7 @@ async fn run_stops_on_shutdown_signal() {
         .await
         .expect("stats");
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response
-            .headers()
-            .get("server")
-            .and_then(|v| v.to_str().ok()),
-        Some("nginx/1.14.0")
-    );
+    assert_eq!(header(&response, "server"), Some("nginx/1.14.0"));
     stop.send(()).expect("server still running");
     tokio::time::timeout(Duration::from_secs(5), server)
         .await

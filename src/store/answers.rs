@@ -491,16 +491,10 @@ fn push_events(query: &mut QueryBuilder<'_, Sqlite>, events: Vec<EventRow>, now:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{accept_all, accepted, campaign_of, claim_batch, polled, state_of};
-
-    async fn claim_all(store: &Store, campaign_id: i64) -> Vec<i64> {
-        let claim = Claim {
-            campaign_id,
-            limit: usize::MAX,
-        };
-        let claimed = claim_batch(store, claim, 5).await;
-        claimed.iter().map(|m| m.message_id).collect()
-    }
+    use crate::domain::state::MessageState as S;
+    use crate::store::testing::{
+        accept_all, accepted, campaign_of, claim_all, claim_batch, count_in, polled, state_of,
+    };
 
     /// What the message row holds after its answers, read directly.
     async fn row_of(store: &Store, message_id: i64) -> (String, i64, i64, Option<String>) {
@@ -514,21 +508,11 @@ mod tests {
     #[tokio::test]
     async fn bulk_answers_write_every_row_and_name_a_conflict() {
         let (_dir, store, campaign_id) = campaign_of(3).await;
-        let claim = Claim {
-            campaign_id,
-            limit: 2,
-        };
-        let claimed = claim_batch(&store, claim, 5).await;
+        let claimed = claim_batch(&store, campaign_id, 2, 5).await;
         let ids: Vec<i64> = claimed.iter().map(|m| m.message_id).collect();
         let changes: Vec<Change> = ids.iter().map(|&id| accepted(id)).collect();
         store.apply(&changes, 10).await.expect("apply");
-        assert_eq!(
-            store
-                .count_in_state(campaign_id, MessageState::Queued)
-                .await
-                .expect("count"),
-            2
-        );
+        assert_eq!(count_in(&store, campaign_id, S::Queued).await, 2);
         let sids: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, sid FROM messages WHERE sid IS NOT NULL ORDER BY id")
                 .fetch_all(&store.pool)
@@ -551,13 +535,7 @@ mod tests {
             matches!(error, StoreError::Conflict { message_id, .. } if message_id == unclaimed),
             "{error:?}"
         );
-        assert_eq!(
-            store
-                .count_in_state(campaign_id, MessageState::Pending)
-                .await
-                .expect("count"),
-            1
-        );
+        assert_eq!(count_in(&store, campaign_id, S::Pending).await, 1);
     }
 
     /// Refusals, unsent answers and a closed window are written by the same
@@ -575,13 +553,13 @@ mod tests {
             // A 429: the attempt does not count.
             Change::Unsent {
                 message_id: 2,
-                to: MessageState::Pending,
+                to: S::Pending,
                 detail: "rate limited".into(),
                 count_attempt: false,
             },
             Change::Unsent {
                 message_id: 3,
-                to: MessageState::Unknown,
+                to: S::Unknown,
                 detail: "timed out".into(),
                 count_attempt: true,
             },
@@ -593,7 +571,7 @@ mod tests {
         assert_eq!(row_of(&store, 3).await, ("unknown".into(), 1, 0, None));
         let expired = Change::Expired {
             message_id: 4,
-            from: MessageState::Queued,
+            from: S::Queued,
             remote_status: None,
         };
         store.apply(&[expired], 2000).await.expect("expired");
@@ -625,11 +603,7 @@ mod tests {
     async fn a_message_named_twice_in_a_batch_changes_in_order() {
         let (_dir, store, campaign_id) = campaign_of(2).await;
         claim_all(&store, campaign_id).await;
-        let changes = [
-            accepted(1),
-            accepted(2),
-            polled(1, MessageState::Queued, MessageState::Delivered),
-        ];
+        let changes = [accepted(1), accepted(2), polled(1, S::Queued, S::Delivered)];
         store.apply(&changes, 10).await.expect("answers");
         assert_eq!(row_of(&store, 1).await.0, "delivered");
         assert_eq!(row_of(&store, 2).await.0, "queued");
@@ -644,7 +618,7 @@ mod tests {
         accept_all(&store, campaign_id).await;
         let deferred = |message_id| Change::PollDeferred {
             message_id,
-            from: MessageState::Queued,
+            from: S::Queued,
             next_poll_at: 99,
         };
         store.apply(&[deferred(1)], 30).await.expect("deferred");
@@ -653,10 +627,7 @@ mod tests {
             ("queued".into(), 1, 1, Some("queued".into()))
         );
         store
-            .apply(
-                &[polled(1, MessageState::Queued, MessageState::Delivered)],
-                40,
-            )
+            .apply(&[polled(1, S::Queued, S::Delivered)], 40)
             .await
             .expect("delivered");
         let error = store
@@ -668,7 +639,7 @@ mod tests {
                 error,
                 StoreError::Conflict {
                     message_id: 1,
-                    expected: MessageState::Queued
+                    expected: S::Queued
                 }
             ),
             "{error:?}"
@@ -684,11 +655,11 @@ mod tests {
     async fn a_stale_poll_answer_is_a_conflict() {
         let (_dir, store, campaign_id) = campaign_of(3).await;
         accept_all(&store, campaign_id).await;
-        let stale = polled(2, MessageState::Sent, MessageState::Delivered);
+        let stale = polled(2, S::Sent, S::Delivered);
         let batch = [
-            polled(1, MessageState::Queued, MessageState::Queued),
+            polled(1, S::Queued, S::Queued),
             stale.clone(),
-            polled(3, MessageState::Queued, MessageState::Failed),
+            polled(3, S::Queued, S::Failed),
         ];
         for changes in [&batch[..], std::slice::from_ref(&stale)] {
             let error = store.apply(changes, 30).await.expect_err("stale");

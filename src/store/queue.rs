@@ -205,17 +205,16 @@ mod tests {
     use super::*;
     use crate::domain::phone::E164;
     use crate::store::testing::{
-        accept_all, campaign_of, claim_batch, fail_all, new_import, pending_row, state_of,
+        accept_all, campaign_of, campaign_with, claim_batch, count_in, fail_all, pending_row,
+        state_of,
     };
-    use crate::store::{NewMessage, PreparedRows};
+    use crate::store::NewMessage;
 
     /// The claim carries its messages back as one JSON array: text that
     /// JSON must escape (quotes, backslashes, line breaks, non-ASCII) and
     /// media links arrive as they were stored, in row order.
     #[tokio::test]
     async fn claimed_messages_arrive_exactly_as_stored() {
-        let (_dir, store, mut import) = new_import().await;
-        let campaign_id = import.campaign_id();
         let bodies = [
             "say \"hi\" \\ C:\\path\n\tnext line",
             "Grüße 😀 — ½ ; DROP TABLE messages; --",
@@ -232,16 +231,8 @@ mod tests {
         messages[2].kind = MessageKind::Mms;
         messages[2].media_urls =
             Some(r#"["https://x/a.png?x=1&y=\"2\"","https://x/b.jpg"]"#.into());
-        import
-            .insert(PreparedRows::new(campaign_id, messages))
-            .await
-            .expect("insert");
-        import.commit(3, "sha").await.expect("commit");
-        let claim = Claim {
-            campaign_id,
-            limit: 10,
-        };
-        let claimed = claim_batch(&store, claim, 5).await;
+        let (_dir, store, campaign_id) = campaign_with(messages).await;
+        let claimed = claim_batch(&store, campaign_id, 10, 5).await;
         let expected = |row: i64, kind, media_urls: Vec<&str>| ClaimedMessage {
             message_id: row,
             row_number: row,
@@ -264,7 +255,7 @@ mod tests {
             ]
         );
         // A second claim finds nothing left, and says so with an empty list.
-        assert!(claim_batch(&store, claim, 6).await.is_empty());
+        assert!(claim_batch(&store, campaign_id, 10, 6).await.is_empty());
     }
 
     /// Messages left `sending` by a dead run are held as `unknown` or go
@@ -277,11 +268,7 @@ mod tests {
             (AmbiguousPolicy::Retry, MessageState::Pending),
         ] {
             let (_dir, store, campaign_id) = campaign_of(3).await;
-            let claim = Claim {
-                campaign_id,
-                limit: 2,
-            };
-            claim_batch(&store, claim, 5).await;
+            claim_batch(&store, campaign_id, 2, 5).await;
             let n = store
                 .recover_sending(campaign_id, policy, 9)
                 .await
@@ -315,10 +302,7 @@ mod tests {
             .expect("requeue");
         assert_eq!(n, 2);
         assert_eq!(
-            store
-                .count_in_state(campaign_id, MessageState::Pending)
-                .await
-                .expect("count"),
+            count_in(&store, campaign_id, MessageState::Pending).await,
             2
         );
         let row: (Option<String>, Option<i64>, i64) =
@@ -345,18 +329,12 @@ mod tests {
     /// its number is listed for; a number listed twice counts once.
     #[tokio::test]
     async fn suppression_marks_pending_messages_with_their_reason() {
-        let (_dir, store, mut import) = new_import().await;
-        let campaign_id = import.campaign_id();
         let rows: Vec<NewMessage> = ["+14155550001", "+14155550002", "+14155550003"]
             .iter()
             .enumerate()
             .map(|(i, number)| pending_row(i as i64 + 1, number, MessageKind::Sms))
             .collect();
-        import
-            .insert(PreparedRows::new(campaign_id, rows))
-            .await
-            .expect("insert");
-        import.commit(3, "sha").await.expect("commit");
+        let (_dir, store, campaign_id) = campaign_with(rows).await;
         // The second message is already on its way: not suppressed.
         sqlx::query("UPDATE messages SET state = 'sending' WHERE id = 2")
             .execute(&store.pool)

@@ -116,9 +116,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::store::testing::{accept_all, campaign_of, fail_all};
-    use crate::store::Change;
+    use crate::domain::state::MessageState as S;
+    use crate::store::testing::{accept_all, campaign_of, fail_all, polled};
 
     /// Counts come in report order; delivery times are nearest-rank
     /// quantiles over final messages only.
@@ -135,39 +134,20 @@ mod tests {
         let ids = accept_all(&store, campaign_id).await;
         // Three of four are delivered, 100, 200 and 300 ms after their send.
         for (&message_id, now) in ids[..3].iter().zip([110, 210, 310]) {
-            let delivered = Change::Polled {
-                message_id,
-                from: MessageState::Queued,
-                to: MessageState::Delivered,
-                remote_status: "delivered".into(),
-                error_code: None,
-                error_message: None,
-                next_poll_at: None,
-            };
+            let delivered = polled(message_id, S::Queued, S::Delivered);
             store.apply(&[delivered], now).await.expect("delivered");
         }
         assert_eq!(
             store.state_counts(campaign_id).await.expect("counts"),
-            vec![(MessageState::Queued, 1), (MessageState::Delivered, 3)]
+            vec![(S::Queued, 1), (S::Delivered, 3)]
         );
         let quantile = |q| store.delivery_time_quantile(campaign_id, q);
         assert_eq!(quantile(0.0).await.expect("min"), Some(100));
         assert_eq!(quantile(0.5).await.expect("median"), Some(200));
         assert_eq!(quantile(1.0).await.expect("max"), Some(300));
-        assert_eq!(
-            store
-                .segments_in_state(campaign_id, MessageState::Delivered)
-                .await
-                .expect("segments"),
-            3
-        );
-        assert_eq!(
-            store
-                .segments_in_state(campaign_id, MessageState::Failed)
-                .await
-                .expect("none"),
-            0
-        );
+        let segments = |state| store.segments_in_state(campaign_id, state);
+        assert_eq!(segments(S::Delivered).await.expect("some"), 3);
+        assert_eq!(segments(S::Failed).await.expect("none"), 0);
     }
 
     /// Samples and export pages come in row order; pages continue after the
@@ -178,20 +158,16 @@ mod tests {
         let ids = accept_all(&store, campaign_id).await;
         fail_all(&store, &ids).await;
         store
-            .requeue(campaign_id, MessageState::Failed, 50)
+            .requeue(campaign_id, S::Failed, 50)
             .await
             .expect("requeue");
         let sample = store
-            .sample_messages(
-                campaign_id,
-                &[MessageState::Pending, MessageState::Invalid],
-                2,
-            )
+            .sample_messages(campaign_id, &[S::Pending, S::Invalid], 2)
             .await
             .expect("sample");
         assert_eq!(sample.iter().map(|m| m.row).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(sample[0].body, "row 1");
-        assert_eq!(sample[0].state, MessageState::Pending);
+        assert_eq!(sample[0].state, S::Pending);
 
         let first = store.export_page(campaign_id, 0, 3).await.expect("page");
         assert_eq!(first.iter().map(|r| r.row).collect::<Vec<_>>(), [1, 2, 3]);

@@ -93,48 +93,33 @@ mod tests {
     #[tokio::test]
     async fn a_runner_is_taken_from_the_owner_seen_and_released_by_itself() {
         let (_dir, store, campaign_id) = campaign_of(1).await;
-        assert_eq!(store.runner(campaign_id).await.expect("runner"), None);
+        let current = || store.runner(campaign_id);
+        let beat = |owner: &'static str, at| store.heartbeat(campaign_id, owner, at);
+        let release = |owner: &'static str| store.release_runner(campaign_id, owner);
+        assert_eq!(current().await.expect("runner"), None);
         let first = runner("a", 1);
         assert!(store
             .take_runner(campaign_id, &first, None)
             .await
             .expect("take"));
-        assert_eq!(
-            store.runner(campaign_id).await.expect("runner"),
-            Some(first)
-        );
+        assert_eq!(current().await.expect("runner"), Some(first));
         // Another process that also saw no runner got there too late.
         let second = runner("b", 2);
         assert!(!store
             .take_runner(campaign_id, &second, None)
             .await
             .expect("late"));
-        assert!(store.heartbeat(campaign_id, "a", 3).await.expect("beat"));
-        assert!(!store
-            .heartbeat(campaign_id, "b", 3)
-            .await
-            .expect("not the runner"));
+        assert!(beat("a", 3).await.expect("beat"));
+        assert!(!beat("b", 3).await.expect("not the runner"));
         // Taking over from the owner seen works, and the old owner is out.
         assert!(store
             .take_runner(campaign_id, &second, Some("a"))
             .await
             .expect("take over"));
-        assert!(!store
-            .heartbeat(campaign_id, "a", 4)
-            .await
-            .expect("replaced"));
-        store
-            .release_runner(campaign_id, "a")
-            .await
-            .expect("release");
-        assert_eq!(
-            store.runner(campaign_id).await.expect("runner"),
-            Some(second)
-        );
-        store
-            .release_runner(campaign_id, "b")
-            .await
-            .expect("release");
-        assert_eq!(store.runner(campaign_id).await.expect("runner"), None);
+        assert!(!beat("a", 4).await.expect("replaced"));
+        release("a").await.expect("release");
+        assert_eq!(current().await.expect("runner"), Some(second));
+        release("b").await.expect("release");
+        assert_eq!(current().await.expect("runner"), None);
     }
 }

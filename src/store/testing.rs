@@ -69,20 +69,33 @@ pub async fn new_import() -> (tempfile::TempDir, Store, Import) {
 
 /// A fresh database with a campaign of `n` pending SMS, numbered from 1.
 pub async fn campaign_of(n: i64) -> (tempfile::TempDir, Store, i64) {
-    let (dir, store, mut import) = new_import().await;
-    let campaign_id = import.campaign_id();
     let messages = (1..=n)
         .map(|row| pending_row(row, &format!("+1415555{row:04}"), MessageKind::Sms))
         .collect();
+    campaign_with(messages).await
+}
+
+/// A fresh database with a campaign of `messages`, one a row.
+pub async fn campaign_with(messages: Vec<NewMessage>) -> (tempfile::TempDir, Store, i64) {
+    let (dir, store, mut import) = new_import().await;
+    let campaign_id = import.campaign_id();
+    let n_rows = messages.len() as i64;
     import
         .insert(PreparedRows::new(campaign_id, messages))
         .await
         .expect("insert");
-    import.commit(n, "sha").await.expect("commit");
+    import.commit(n_rows, "sha").await.expect("commit");
     (dir, store, campaign_id)
 }
 
-pub async fn claim_batch(store: &Store, claim: Claim, now: i64) -> Vec<ClaimedMessage> {
+/// Claims up to `limit` pending messages of the campaign at `now`.
+pub async fn claim_batch(
+    store: &Store,
+    campaign_id: i64,
+    limit: usize,
+    now: i64,
+) -> Vec<ClaimedMessage> {
+    let claim = Claim { campaign_id, limit };
     store
         .apply_and_claim(&[], &[claim], now)
         .await
@@ -91,18 +104,16 @@ pub async fn claim_batch(store: &Store, claim: Claim, now: i64) -> Vec<ClaimedMe
         .expect("one claim")
 }
 
+/// Claims every pending message of the campaign, at 5.
+pub async fn claim_all(store: &Store, campaign_id: i64) -> Vec<i64> {
+    let claimed = claim_batch(store, campaign_id, usize::MAX, 5).await;
+    claimed.iter().map(|m| m.message_id).collect()
+}
+
 /// Claims every pending message of the campaign and has the API accept
 /// them, tracked until 1000 with a first poll at 20.
 pub async fn accept_all(store: &Store, campaign_id: i64) -> Vec<i64> {
-    let claim = Claim {
-        campaign_id,
-        limit: usize::MAX,
-    };
-    let ids: Vec<i64> = claim_batch(store, claim, 5)
-        .await
-        .iter()
-        .map(|m| m.message_id)
-        .collect();
+    let ids = claim_all(store, campaign_id).await;
     let changes: Vec<Change> = ids.iter().map(|&id| accepted(id)).collect();
     store.apply(&changes, 10).await.expect("accept");
     ids
@@ -143,6 +154,12 @@ pub async fn fail_all(store: &Store, ids: &[i64]) {
         .map(|&id| polled(id, MessageState::Queued, MessageState::Failed))
         .collect();
     store.apply(&failed, 30).await.expect("failed");
+}
+
+/// How many messages of the campaign are in `state`.
+pub async fn count_in(store: &Store, campaign_id: i64, state: MessageState) -> i64 {
+    let count = store.count_in_state(campaign_id, state).await;
+    count.expect("count in state")
 }
 
 /// The state of one message, read directly.

@@ -107,25 +107,24 @@ mod tests {
     use crate::domain::ids::MessageSid;
     use crate::domain::state::{MessageKind, MessageState};
     use crate::store::testing::{
-        accept_all, accepted, campaign_of, claim_batch, new_import, pending_row,
+        accept_all, accepted, campaign_of, campaign_with, claim_batch, pending_row,
     };
-    use crate::store::{Change, Claim, DueClaim, DueMessage, PreparedRows, Store};
+    use crate::store::{Change, DueClaim, DueMessage, Store};
 
     /// Claims due polls the way the tracker does: in an answers'
     /// transaction, here one without answers.
-    async fn claim_due(
-        store: &Store,
-        campaign_id: i64,
-        now: i64,
-        limit: usize,
-    ) -> crate::store::Result<Vec<DueMessage>> {
+    async fn claim_due(store: &Store, campaign_id: i64, now: i64, limit: usize) -> Vec<DueMessage> {
         let claim = DueClaim {
             campaign_id,
             now,
             limit,
         };
-        let mut claimed = store.apply_and_claim(&[], &[claim], now).await?;
-        Ok(claimed.pop().unwrap_or_default())
+        let claimed = store.apply_and_claim(&[], &[claim], now).await;
+        claimed.expect("claim due").pop().unwrap_or_default()
+    }
+
+    async fn next_poll(store: &Store, campaign_id: i64) -> Option<i64> {
+        store.next_poll_at(campaign_id).await.expect("next poll")
     }
 
     /// A due claim sees the answers applied in its own transaction, claims
@@ -133,15 +132,7 @@ mod tests {
     #[tokio::test]
     async fn due_polls_are_claimed_in_the_answers_transaction() {
         let (_dir, store, campaign_id) = campaign_of(3).await;
-        let claimed = claim_batch(
-            &store,
-            Claim {
-                campaign_id,
-                limit: 3,
-            },
-            5,
-        )
-        .await;
+        let claimed = claim_batch(&store, campaign_id, 3, 5).await;
         assert_eq!(claimed.len(), 3);
         let due = |now| DueClaim {
             campaign_id,
@@ -171,37 +162,22 @@ mod tests {
         let (_dir, store, campaign_id) = campaign_of(2).await;
         accept_all(&store, campaign_id).await;
         assert_eq!(store.count_tracked(campaign_id).await.expect("tracked"), 2);
-        assert_eq!(
-            store.next_poll_at(campaign_id).await.expect("next"),
-            Some(20)
-        );
-        assert!(claim_due(&store, campaign_id, 19, 10)
-            .await
-            .expect("early")
-            .is_empty());
+        assert_eq!(next_poll(&store, campaign_id).await, Some(20));
+        assert!(claim_due(&store, campaign_id, 19, 10).await.is_empty());
 
-        let first = claim_due(&store, campaign_id, 20, 1).await.expect("due");
+        let first = claim_due(&store, campaign_id, 20, 1).await;
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].sid.as_str(), "SM1");
         assert_eq!(first[0].kind, MessageKind::Sms);
         assert_eq!(first[0].state, MessageState::Queued);
         assert_eq!((first[0].polls, first[0].track_until), (0, 1000));
-        let second = claim_due(&store, campaign_id, 20, 10).await.expect("due");
+        let second = claim_due(&store, campaign_id, 20, 10).await;
         assert_eq!(second.iter().map(|m| m.message_id).collect::<Vec<_>>(), [2]);
-        assert_eq!(store.next_poll_at(campaign_id).await.expect("next"), None);
+        assert_eq!(next_poll(&store, campaign_id).await, None);
 
         assert_eq!(store.recover_polls(campaign_id).await.expect("recover"), 2);
-        assert_eq!(
-            store.next_poll_at(campaign_id).await.expect("next"),
-            Some(20)
-        );
-        assert_eq!(
-            claim_due(&store, campaign_id, 20, 10)
-                .await
-                .expect("due")
-                .len(),
-            2
-        );
+        assert_eq!(next_poll(&store, campaign_id).await, Some(20));
+        assert_eq!(claim_due(&store, campaign_id, 20, 10).await.len(), 2);
     }
 
     /// A shorter tracking window moves the end of tracking and brings the
@@ -211,11 +187,8 @@ mod tests {
         let (_dir, store, campaign_id) = campaign_of(2).await;
         accept_all(&store, campaign_id).await;
         store.retrack(campaign_id, 5).await.expect("retrack");
-        assert_eq!(
-            store.next_poll_at(campaign_id).await.expect("next"),
-            Some(15)
-        );
-        let due = claim_due(&store, campaign_id, 15, 10).await.expect("due");
+        assert_eq!(next_poll(&store, campaign_id).await, Some(15));
+        let due = claim_due(&store, campaign_id, 15, 10).await;
         assert_eq!(
             due.iter().map(|m| m.track_until).collect::<Vec<_>>(),
             [15, 15]
@@ -232,22 +205,12 @@ mod tests {
     /// reports its delivery.
     #[tokio::test]
     async fn mms_that_ended_at_sent_are_counted() {
-        let (_dir, store, mut import) = new_import().await;
-        let campaign_id = import.campaign_id();
-        let rows = vec![
+        let (_dir, store, campaign_id) = campaign_with(vec![
             pending_row(1, "+14155550001", MessageKind::Mms),
             pending_row(2, "+14155550002", MessageKind::Sms),
-        ];
-        import
-            .insert(PreparedRows::new(campaign_id, rows))
-            .await
-            .expect("insert");
-        import.commit(2, "sha").await.expect("commit");
-        let claim = Claim {
-            campaign_id,
-            limit: 2,
-        };
-        claim_batch(&store, claim, 5).await;
+        ])
+        .await;
+        claim_batch(&store, campaign_id, 2, 5).await;
         let sent = |message_id| Change::Accepted {
             message_id,
             to: MessageState::Sent,

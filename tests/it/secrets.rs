@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bpsms::mock::Behaviour;
+use bpsms::secret::SecretString;
 
 use crate::harness::{parse_csv, path_str, recipients, send_args, Run, World, FROM};
 
@@ -128,7 +129,7 @@ async fn import_and_hold_wal(
 async fn neither_the_secret_nor_any_token_leaks_even_at_trace_level() {
     let secret = distinctive("s3cr3t-");
     let world = World::start(Behaviour {
-        client_secret: secret.clone(),
+        client_secret: SecretString::new(secret.clone()),
         // Refreshed at half-life: several tokens in a two-second campaign.
         token_lifetime: Duration::from_secs(1),
         ..Behaviour::fast()
@@ -256,7 +257,7 @@ async fn tokens_refused_with_401_do_not_leak_either() {
     // Every token is dead before it is used: the latency, added before any
     // handler runs, outlasts its lifetime, so every Send is answered 401.
     let world = World::start(Behaviour {
-        client_secret: secret.clone(),
+        client_secret: SecretString::new(secret.clone()),
         token_lifetime: Duration::from_millis(1),
         latency: Duration::from_millis(50),
         ..Behaviour::fast()
@@ -290,7 +291,7 @@ async fn a_config_file_holding_the_secret_must_be_private() {
 
     let secret = distinctive("s3cr3t-");
     let world = World::start(Behaviour {
-        client_secret: secret.clone(),
+        client_secret: SecretString::new(secret.clone()),
         ..Behaviour::fast()
     })
     .await;

@@ -166,6 +166,8 @@ impl fmt::Display for Region {
 /// A valid phone number in E.164 form: `+` followed by 2 to 15 digits, the
 /// country code first. The only way to get one is [`E164::parse`] or
 /// [`E164::parse_sender`], so holding one means the number was validated.
+/// Its text ([`E164::as_str`]) is the number with its `+`, e.g.
+/// `+14155550101`: the form sent to BPCC.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct E164(String);
 
@@ -205,11 +207,6 @@ impl E164 {
         shaped.then(|| E164(stored.to_owned()))
     }
 
-    /// The number with its `+`, e.g. `+14155550101`: the form sent to BPCC.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The number without its `+`, e.g. `14155550101`, for comparing with
     /// numbers that BPCC echoes without it.
     pub fn digits(&self) -> &str {
@@ -217,17 +214,7 @@ impl E164 {
     }
 }
 
-impl fmt::Display for E164 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for E164 {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+crate::domain::ids::text_id!(E164);
 
 /// How a cleaned number announced its country.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -729,38 +716,6 @@ mod tests {
             ("1-800-FLOWERS", "phone number contains letters: \"1-800-FLOWERS\""),
             ("415-555-01O1", "phone number contains letters: \"415-555-01O1\""),
             (
-                "415-555-0101 x12",
-                "phone number has an extension (\"415-555-0101 x12\"); an SMS cannot be sent to an extension",
-            ),
-            (
-                "415-555-0101 ext. 12",
-                "phone number has an extension (\"415-555-0101 ext. 12\"); an SMS cannot be sent to an extension",
-            ),
-            (
-                "(415) 555-0101 Extension 7",
-                "phone number has an extension (\"(415) 555-0101 Extension 7\"); an SMS cannot be sent to an extension",
-            ),
-            (
-                "415-555-0101#12",
-                "phone number has an extension (\"415-555-0101#12\"); an SMS cannot be sent to an extension",
-            ),
-            (
-                "tel:+1-415-555-0101;ext=12",
-                "phone number has an extension (\"tel:+1-415-555-0101;ext=12\"); an SMS cannot be sent to an extension",
-            ),
-            (
-                "415*555*0101",
-                "phone number \"415*555*0101\" contains an unexpected character '*'",
-            ),
-            (
-                "415-555-0101, 415-555-0102",
-                "phone number \"415-555-0101, 415-555-0102\" contains an unexpected character ','",
-            ),
-            (
-                "415+555+0101",
-                "phone number \"415+555+0101\" contains an unexpected character '+'",
-            ),
-            (
                 "4.15556E+09",
                 "phone number \"4.15556E+09\" was turned into a number by a spreadsheet and may have lost digits; format the column as text and export it again",
             ),
@@ -769,19 +724,6 @@ mod tests {
             ("12", "phone number \"12\" is too short (2 digits)"),
             ("+1", "phone number \"+1\" is too short (1 digit)"),
             ("+44 20", "phone number \"+44 20\" is too short (4 digits)"),
-            ("415-555-01011", "phone number \"415-555-01011\" is too long (11 digits)"),
-            (
-                "+1 415 555 0101 0101",
-                "phone number \"+1 415 555 0101 0101\" is too long (15 digits)",
-            ),
-            (
-                "+44 20 7946 0958 1234 5678",
-                "phone number \"+44 20 7946 0958 1234 5678\" is too long (20 digits)",
-            ),
-            (
-                "123456789012345678901234567890",
-                "phone number \"123456789012345678901234567890\" is too long (30 digits)",
-            ),
             (
                 "+999 1234567",
                 "phone number \"+999 1234567\" starts with an unknown country calling code",
@@ -795,6 +737,36 @@ mod tests {
             ),
         ] {
             check(raw, &us, Err(want));
+        }
+        for raw in [
+            "415-555-0101 x12",
+            "415-555-0101 ext. 12",
+            "(415) 555-0101 Extension 7",
+            "415-555-0101#12",
+            "tel:+1-415-555-0101;ext=12",
+        ] {
+            let want = format!(
+                "phone number has an extension ({raw:?}); an SMS cannot be sent to an extension"
+            );
+            check(raw, &us, Err(&want));
+        }
+        for (raw, character) in [
+            ("415*555*0101", '*'),
+            ("415-555-0101, 415-555-0102", ','),
+            ("415+555+0101", '+'),
+        ] {
+            let want =
+                format!("phone number {raw:?} contains an unexpected character {character:?}");
+            check(raw, &us, Err(&want));
+        }
+        for (raw, n_digits) in [
+            ("415-555-01011", 11),
+            ("+1 415 555 0101 0101", 15),
+            ("+44 20 7946 0958 1234 5678", 20),
+            ("123456789012345678901234567890", 30),
+        ] {
+            let want = format!("phone number {raw:?} is too long ({n_digits} digits)");
+            check(raw, &us, Err(&want));
         }
     }
 
@@ -815,22 +787,19 @@ mod tests {
         check_sender("tel:+16505550100", Ok("+16505550100"));
         check_sender("+44 20 7946 0958", Ok("+442079460958"));
         check_sender("", Err("phone number is empty"));
-        check_sender(
-            "16505550100",
-            Err("sender \"16505550100\" must be in international E.164 form with a leading +, e.g. +16505550100"),
-        );
-        check_sender(
-            "0044 20 7946 0958",
-            Err("sender \"0044 20 7946 0958\" must be in international E.164 form with a leading +, e.g. +16505550100"),
-        );
-        check_sender(
-            "ACME",
-            Err("sender \"ACME\" is not a phone number: alphanumeric sender IDs are not supported by the BPCC API; use a Text Out access number in E.164, e.g. +16505550100"),
-        );
-        check_sender(
-            "AcmeCorp1",
-            Err("sender \"AcmeCorp1\" is not a phone number: alphanumeric sender IDs are not supported by the BPCC API; use a Text Out access number in E.164, e.g. +16505550100"),
-        );
+        for raw in ["16505550100", "0044 20 7946 0958"] {
+            let want = format!(
+                "sender {raw:?} must be in international E.164 form with a leading +, e.g. +16505550100"
+            );
+            check_sender(raw, Err(&want));
+        }
+        for raw in ["ACME", "AcmeCorp1"] {
+            let want = format!(
+                "sender {raw:?} is not a phone number: alphanumeric sender IDs are not supported by \
+                 the BPCC API; use a Text Out access number in E.164, e.g. +16505550100"
+            );
+            check_sender(raw, Err(&want));
+        }
         check_sender(
             "+1 555 555 0100",
             Err("\"+1 555 555 0100\" is not a valid phone number for country code +1 (US)"),
