@@ -53,7 +53,7 @@ pub async fn run(
     store.recover_polls(campaign.id).await?;
     let recovered = store.recover_sending(campaign.id, policy, now_ms()).await?;
     if recovered > 0 {
-        eprintln!(
+        crate::errln!(
             "{recovered} message(s) were in flight when the previous run stopped; they are now {}",
             match policy {
                 crate::domain::state::AmbiguousPolicy::Hold => "`unknown` (not sent again)",

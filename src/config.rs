@@ -195,7 +195,7 @@ impl Config {
         let base = normalise_base_url(raw, self.http_policy)?;
         if is_plain_http_to_remote(&base) {
             // On stderr, not through tracing: RUST_LOG must not silence it.
-            eprintln!("{}", insecure_http_warning(&base));
+            crate::errln!("{}", insecure_http_warning(&base));
         }
         let client_id = self.client_id.clone().ok_or_else(|| {
             ConfigError(
@@ -397,7 +397,7 @@ fn warn_if_not_private(path: &Path, file: &std::fs::File) {
     };
     if let Some(warning) = secret_file_mode_warning(path, metadata.permissions().mode()) {
         // On stderr, not through tracing: RUST_LOG must not silence it.
-        eprintln!("{warning}");
+        crate::errln!("{warning}");
     }
 }
 

@@ -47,6 +47,7 @@ pub mod import;
 pub mod lease;
 #[cfg(feature = "simulator")]
 pub mod mock;
+mod output;
 pub mod pacing;
 pub mod progress;
 pub mod recorder;

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: failed to start the async runtime: {error}");
+            bpsms::errln!("error: failed to start the async runtime: {error}");
             return ExitCode::from(exit::RUNTIME);
         }
     };
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     match ended {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            bpsms::errln!("error: {:#}", failure.error);
             ExitCode::from(failure.code)
         }
     }

@@ -36,7 +36,7 @@ pub(super) async fn run(
     let scratch = CampaignName::parse("check").map_err(Failure::runtime)?;
     let spec = import_spec(&scratch, content, suppress, content.from.clone(), &settings)?;
     let report = check(&spec, preview).await.map_err(import_failure)?;
-    print!("{report}");
+    crate::out!("{report}");
     Ok(Outcome::Done)
 }
 

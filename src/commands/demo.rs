@@ -41,7 +41,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
     let simulator = RunningSimulator::start(behaviour.clone())
         .await
         .context("failed to start the simulator")?;
-    eprintln!("Simulator listening on {}", simulator.base_url());
+    crate::errln!("Simulator listening on {}", simulator.base_url());
 
     let workdir = std::env::temp_dir().join(format!("bpsms-demo-{}", std::process::id()));
     std::fs::create_dir_all(&workdir)
@@ -77,9 +77,12 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
         settings: settings.campaign.clone(),
     };
     let report = import::import(&store, &spec, now_ms()).await?;
-    eprintln!(
+    crate::errln!(
         "Imported {} rows: {} to send, {} invalid, {} duplicate",
-        report.n_rows, report.n_pending, report.n_invalid, report.n_duplicate
+        report.n_rows,
+        report.n_pending,
+        report.n_invalid,
+        report.n_duplicate
     );
     let campaign = store
         .find_campaign(&spec.campaign)
@@ -106,14 +109,14 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
     .await
     .map_err(Failure::runtime)?;
     let summary = Summary::load(&store, &campaign).await?;
-    print!("{}", summary.render());
+    crate::out!("{}", summary.render());
     let file = File::create(&args.out)
         .with_context(|| format!("failed to create {}", args.out.display()))?;
     write_export(&store, &campaign, ExportFormat::Csv, BufWriter::new(file)).await?;
     store.close().await;
     simulator.shutdown().await;
     let _ = std::fs::remove_dir_all(&workdir);
-    println!(
+    crate::outln!(
         "Report written to {} ({} rows) in {:.1}s",
         args.out.display(),
         summary.n_rows,

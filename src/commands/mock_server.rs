@@ -12,7 +12,7 @@ pub(super) async fn run(args: MockArgs) -> Result<Outcome, Failure> {
         .await
         .with_context(|| format!("failed to listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!("BPCC simulator listening on http://{addr} (Ctrl-C to stop)");
+    crate::errln!("BPCC simulator listening on http://{addr} (Ctrl-C to stop)");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -139,19 +139,19 @@ fn import_spec(
 
 fn load_suppression(path: &std::path::Path, region: &Region) -> Result<SuppressionList, Failure> {
     let list = SuppressionList::load(path, region).map_err(Failure::usage)?;
-    eprintln!(
+    crate::errln!(
         "Suppression list {}: {} number(s)",
         path.display(),
         list.len()
     );
     if let Some(warning) = list.warning() {
-        eprintln!("Warning: {warning}");
+        crate::errln!("Warning: {warning}");
     }
     Ok(list)
 }
 
 fn print_import(name: &CampaignName, report: &ImportReport) {
-    eprintln!(
+    crate::errln!(
         "Imported campaign {name}: {} rows: {} to send ({} MMS), {} invalid, {} duplicate, {} suppressed",
         report.n_rows,
         report.n_pending,
@@ -161,7 +161,7 @@ fn print_import(name: &CampaignName, report: &ImportReport) {
         report.n_suppressed
     );
     if report.n_over_length > 0 {
-        eprintln!(
+        crate::errln!(
             "Warning: {} message(s) are over the length providers usually accept (1600 GSM-7 or 700 UCS-2 characters); they will be sent, unless you import with --over-length reject",
             report.n_over_length
         );

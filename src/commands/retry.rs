@@ -29,18 +29,18 @@ pub(super) async fn run(config: &Config, args: RetryArgs) -> Result<Outcome, Fai
     let requeued = async {
         let n = store.count_in_state(campaign.id, state).await?;
         if n == 0 {
-            println!(
+            crate::outln!(
                 "No message of campaign {} is {state}; nothing to re-queue.",
                 campaign.name
             );
         } else if args.yes || confirm(n, state, campaign.name.as_str())? {
             let done = store.requeue(campaign.id, state, now_ms()).await?;
-            println!(
+            crate::outln!(
                 "Re-queued {done} message(s) that were {state}. Send them with:\n  bpsms send --campaign {}",
                 shell_word(campaign.name.as_str())
             );
         } else {
-            println!("Nothing re-queued.");
+            crate::outln!("Nothing re-queued.");
         }
         Ok::<_, Failure>(Outcome::Done)
     }
@@ -63,7 +63,7 @@ fn confirm(n: i64, state: MessageState, campaign: &str) -> Result<bool, Failure>
     } else {
         ""
     };
-    eprint!("Re-queue {n} message(s) of campaign {campaign} that are {state}, to be sent again?{warning} [y/N] ");
+    crate::err!("Re-queue {n} message(s) of campaign {campaign} that are {state}, to be sent again?{warning} [y/N] ");
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)

@@ -118,14 +118,14 @@ async fn send_campaign(
             }))
         }
     };
-    print!("{}", summary.render());
+    crate::out!("{}", summary.render());
     match result {
         Ok(RunEnd::Finished) if summary.all_final() => Ok(Outcome::Done),
         Ok(RunEnd::Finished) => Err(Failure::runtime(anyhow!(
             "the run ended with messages not yet final; run the same command again to continue"
         ))),
         Ok(RunEnd::Interrupted) => {
-            eprintln!(
+            crate::errln!(
                 "Interrupted. {} message(s) wait to be sent and {} to be tracked. Resume with:\n  bpsms send --campaign {}",
                 summary.count(MessageState::Pending),
                 summary.n_tracked,
@@ -153,7 +153,7 @@ async fn suppress_unsent(
     let region = stored_region(campaign)?;
     let list = load_suppression(path, &region)?;
     let n = store.suppress_pending(campaign.id, list.entries()).await?;
-    eprintln!("Suppressed {n} message(s) not yet sent");
+    crate::errln!("Suppressed {n} message(s) not yet sent");
     Ok(())
 }
 
@@ -239,16 +239,16 @@ fn stored_region(campaign: &Campaign) -> Result<Region, Failure> {
 /// period, when the run must be left at once.
 async fn stop_on_signals(cancel: CancellationToken, grace: Duration) {
     wait_for_signal().await;
-    eprintln!(
+    crate::errln!(
         "\nStopping: waiting up to {}s for requests in flight (press Ctrl-C again to leave at once)…",
         grace.as_secs()
     );
     cancel.cancel();
     tokio::select! {
-        _ = wait_for_signal() => eprintln!("Leaving now."),
-        _ = tokio::time::sleep(grace) => eprintln!("Requests still in flight after {}s; leaving now.", grace.as_secs()),
+        _ = wait_for_signal() => crate::errln!("Leaving now."),
+        _ = tokio::time::sleep(grace) => crate::errln!("Requests still in flight after {}s; leaving now.", grace.as_secs()),
     }
-    eprintln!("Messages still in flight become `unknown` at the next start; resume with the same command.");
+    crate::errln!("Messages still in flight become `unknown` at the next start; resume with the same command.");
 }
 
 /// The next Ctrl-C, or SIGTERM where there is one.

@@ -19,10 +19,10 @@ pub(super) async fn run(config: &Config, args: StatusArgs) -> Result<Outcome, Fa
         None => store.list_campaigns().await?,
     };
     if campaigns.is_empty() {
-        println!("No campaigns in {}", config.db.display());
+        crate::outln!("No campaigns in {}", config.db.display());
     }
     for campaign in &campaigns {
-        print!("{}", Summary::load(&store, campaign).await?.render());
+        crate::out!("{}", Summary::load(&store, campaign).await?.render());
     }
     store.close().await;
     Ok(Outcome::Done)
