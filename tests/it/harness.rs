@@ -203,3 +203,17 @@ fn test_name() -> String {
     let current = std::thread::current();
     current.name().unwrap_or("a test").to_string()
 }
+
+/// Sends SIGINT to a running bpsms, as Ctrl-C would, and waits for its
+/// exit and its piped output.
+pub async fn interrupt(child: std::process::Child) -> Output {
+    let signal = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill -INT");
+    assert!(signal.success(), "kill -INT failed");
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait for bpsms")
+}

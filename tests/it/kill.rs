@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::SqlitePool;
 
-use crate::harness::{path_str, recipients, sends_per_recipient, skipped, World, FROM};
+use crate::harness::{interrupt, path_str, recipients, sends_per_recipient, skipped, World, FROM};
 
 const CAMPAIGN: &str = "kill";
 const RATE: &str = "5000";
@@ -783,15 +783,7 @@ async fn ctrl_c_mid_send_exits_130_and_resume_completes_without_duplicates() {
         assert!(Instant::now() < deadline, "timed out waiting for sends");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let signal = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("run kill -INT");
-    assert!(signal.success(), "kill -INT failed");
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("wait for bpsms");
+    let output = interrupt(child).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         output.status.code(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bpsms::mock::Behaviour;
 
 use crate::harness::{
-    cannot_run_here, path_str, recipients, send_args, sends_per_recipient, World, FROM,
+    cannot_run_here, interrupt, path_str, recipients, send_args, sends_per_recipient, World, FROM,
 };
 
 /// Waits (with a deadline, never a fixed sleep) until `condition` holds.
@@ -467,15 +467,7 @@ async fn leaving_at_once_exits_130_and_releases_the_campaign() {
         .stderr(std::process::Stdio::piped());
     let child = command.spawn().expect("start bpsms send");
     wait_until("a send in flight", || world.stats().send_requests > 0).await;
-    let signal = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("run kill -INT");
-    assert!(signal.success(), "kill -INT failed");
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("wait for bpsms");
+    let output = interrupt(child).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("leaving now"), "{stderr}");
