@@ -124,7 +124,7 @@ pub async fn draw(counters: Arc<Counters>, stop: CancellationToken) {
 /// Stderr for tracing's log lines: each line is printed above the progress
 /// line instead of through it. A line that stderr refuses (full, or a broken
 /// pipe) is dropped, not returned: tracing would report the error with
-/// `crate::errln!`, which panics on that same stderr.
+/// its own `eprintln!`, which panics on that same stderr.
 pub struct StderrAboveProgress;
 
 impl Write for StderrAboveProgress {

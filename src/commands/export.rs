@@ -2,7 +2,7 @@
 //! to a file or stdout.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, ErrorKind, Write};
 
 use anyhow::Context;
 
@@ -25,7 +25,11 @@ pub(super) async fn run(config: &Config, args: ExportArgs) -> Result<Outcome, Fa
         }
         None => {
             let stdout = BufWriter::new(std::io::stdout().lock());
-            write_export(&store, &campaign, args.format, stdout).await?;
+            match write_export(&store, &campaign, args.format, stdout).await {
+                // `bpsms export | head`: the reader has what it wanted.
+                Err(error) if reader_left(&error) => {}
+                result => result?,
+            }
         }
     }
     store.close().await;
@@ -44,4 +48,27 @@ pub(super) async fn write_export(
         ExportFormat::Json => report::export_json(store, campaign, out).await,
     }
     .context("failed to write the export")
+}
+
+/// Whether writing failed because the program reading stdout exited. Like
+/// `cat`, the export then ends quietly: a closed pipe is how a reader says it
+/// has enough. A full disk or any other write error stays an error.
+fn reader_left(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        // The CSV and JSON writers wrap the write's error in their own,
+        // without exposing it as the source.
+        let kind = if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            Some(io.kind())
+        } else if let Some(csv) = cause.downcast_ref::<csv::Error>() {
+            match csv.kind() {
+                csv::ErrorKind::Io(io) => Some(io.kind()),
+                _ => None,
+            }
+        } else if let Some(json) = cause.downcast_ref::<serde_json::Error>() {
+            json.io_error_kind()
+        } else {
+            None
+        };
+        kind == Some(ErrorKind::BrokenPipe)
+    })
 }

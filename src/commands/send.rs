@@ -13,7 +13,9 @@ use anyhow::{anyhow, Context};
 use tokio_util::sync::CancellationToken;
 
 use super::exit::{Failure, Outcome};
-use super::{check, create_campaign, load_suppression, open_store, print_import};
+use super::{
+    check, create_campaign, find, load_suppression, open_existing_store, open_store, print_import,
+};
 use crate::api::ApiClient;
 use crate::campaign::{self, RunEnd, RunError};
 use crate::cli::{ContentArgs, ResumeArgs, RunArgs, SendArgs, SuppressArgs};
@@ -39,7 +41,9 @@ pub(super) async fn send(config: &Config, args: SendArgs) -> Result<Outcome, Fai
         return check::run(config, &content, &args.run.suppress, 5).await;
     }
     let name = config::campaign_name(&args.campaign.campaign).map_err(Failure::usage)?;
-    send_campaign(config, &name, &content, &args.run).await
+    let store = open_store(config).await?;
+    let existing = store.find_campaign(&name).await?;
+    send_campaign(config, store, &name, existing, &content, &args.run).await
 }
 
 /// `resume` is `send` without content flags.
@@ -48,17 +52,21 @@ pub(super) async fn resume(config: &Config, args: ResumeArgs) -> Result<Outcome,
         .content(&ContentArgs::default())
         .map_err(Failure::usage)?;
     let name = config::campaign_name(&args.campaign).map_err(Failure::usage)?;
-    send_campaign(config, &name, &content, &args.run).await
+    // Nothing to import: a name that is not stored is a typo, not a new
+    // campaign, and a wrong --db must not leave an empty database behind.
+    let store = open_existing_store(config).await?;
+    let campaign = find(&store, config, &name).await?;
+    send_campaign(config, store, &name, Some(campaign), &content, &args.run).await
 }
 
 async fn send_campaign(
     config: &Config,
+    store: Store,
     name: &CampaignName,
+    existing: Option<Campaign>,
     content: &Content,
     run: &RunArgs,
 ) -> Result<Outcome, Failure> {
-    let store = open_store(config).await?;
-    let existing = store.find_campaign(name).await?;
     let run_settings = config
         .run_settings(run, existing.as_ref().map(|c| &c.settings))
         .map_err(Failure::usage)?;
@@ -85,9 +93,10 @@ async fn send_campaign(
     let lease = Lease::acquire(&store, campaign.id, campaign.name.as_str()).await?;
     let cancel = CancellationToken::new();
     let grace = run.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+    let signals = StopSignals::listen().context("failed to listen for Ctrl-C and SIGTERM")?;
     let ended = tokio::select! {
         result = campaign::run(&store, api, &campaign, &run_settings, cancel.clone(), lease.lost()) => Some(result),
-        () = stop_on_signals(cancel, grace) => None,
+        () = stop_on_signals(signals, cancel, grace) => None,
     };
     let Some(result) = ended else {
         // The requests still in flight are abandoned with the run; what they
@@ -236,31 +245,62 @@ fn stored_region(campaign: &Campaign) -> Result<Region, Failure> {
 
 /// First Ctrl-C or SIGTERM: stop claiming, let requests in flight finish
 /// within `grace`. Returns at a second signal, or at the end of the grace
-/// period, when the run must be left at once.
-async fn stop_on_signals(cancel: CancellationToken, grace: Duration) {
-    wait_for_signal().await;
+/// period, when the run must be left at once. Cancels before it prints: the
+/// stop must not wait on a stderr nobody reads.
+async fn stop_on_signals(mut signals: StopSignals, cancel: CancellationToken, grace: Duration) {
+    signals.next().await;
+    cancel.cancel();
     crate::errln!(
         "\nStopping: waiting up to {}s for requests in flight (press Ctrl-C again to leave at once)…",
         grace.as_secs()
     );
-    cancel.cancel();
     tokio::select! {
-        _ = wait_for_signal() => crate::errln!("Leaving now."),
-        _ = tokio::time::sleep(grace) => crate::errln!("Requests still in flight after {}s; leaving now.", grace.as_secs()),
+        () = signals.next() => crate::errln!("Leaving now."),
+        () = tokio::time::sleep(grace) => crate::errln!("Requests still in flight after {}s; leaving now.", grace.as_secs()),
     }
     crate::errln!("Messages still in flight become `unknown` at the next start; resume with the same command.");
 }
 
-/// The next Ctrl-C, or SIGTERM where there is one.
-async fn wait_for_signal() {
+/// Ctrl-C and SIGTERM, listened to from the start of the run to its end. One
+/// listener per signal for the whole run: a signal that arrives between two
+/// waits is kept for the next wait instead of being lost, as it would be if
+/// each wait registered its own listener.
+struct StopSignals {
+    interrupt: Signal,
     #[cfg(unix)]
-    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        return;
+    terminate: Signal,
+}
+
+#[cfg(unix)]
+type Signal = tokio::signal::unix::Signal;
+#[cfg(windows)]
+type Signal = tokio::signal::windows::CtrlC;
+
+impl StopSignals {
+    #[cfg(unix)]
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    let _ = tokio::signal::ctrl_c().await;
+
+    #[cfg(windows)]
+    fn listen() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: tokio::signal::windows::ctrl_c()?,
+        })
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(windows)]
+        self.interrupt.recv().await;
+    }
 }

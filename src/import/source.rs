@@ -85,6 +85,14 @@ pub fn detect_delimiter(header_line: &[u8]) -> u8 {
 
 /// Why the bytes at the start of a file say it is not a text file bpsms reads.
 pub fn refuse_unreadable_start(start: &[u8]) -> Option<String> {
+    // A workbook renamed, or "saved" with a .csv name but Excel's own format:
+    // its bytes would otherwise be diagnosed as UTF-16 or binary text.
+    if start.starts_with(ZIP_SIGNATURE) {
+        return Some(workbook_advice("an Excel workbook (.xlsx, a ZIP archive)"));
+    }
+    if start.starts_with(OLE2_SIGNATURE) {
+        return Some(workbook_advice("an Excel 97-2003 workbook (.xls)"));
+    }
     if start.starts_with(&[0xFF, 0xFE]) || start.starts_with(&[0xFE, 0xFF]) {
         return Some(utf16_advice("starts with a UTF-16 byte order mark"));
     }
@@ -93,6 +101,18 @@ pub fn refuse_unreadable_start(start: &[u8]) -> Option<String> {
         return Some(utf16_advice("has NUL bytes in its header line"));
     }
     None
+}
+
+/// The first bytes of a ZIP archive, as every .xlsx (and .ods) is.
+const ZIP_SIGNATURE: &[u8] = b"PK\x03\x04";
+/// The first bytes of an OLE2 compound file, as every .xls is.
+const OLE2_SIGNATURE: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+
+fn workbook_advice(what: &str) -> String {
+    format!(
+        "this is {what}, not a CSV: open it in Excel and save it as \"CSV UTF-8 (Comma \
+         delimited)\", then import that file"
+    )
 }
 
 fn utf16_advice(evidence: &str) -> String {
@@ -313,6 +333,20 @@ mod tests {
         assert!(refuse_unreadable_start(b"p\0h\0o\0").is_some());
         assert!(refuse_unreadable_start(b"phone\nx\0y").is_none());
         assert!(refuse_unreadable_start(b"\xef\xbb\xbfphone\n").is_none());
+    }
+
+    #[test]
+    fn refuses_workbooks() {
+        let xlsx = refuse_unreadable_start(b"PK\x03\x04\x14\0\x06\0").unwrap_or_default();
+        assert!(
+            xlsx.contains("Excel workbook") && xlsx.contains("CSV UTF-8"),
+            "{xlsx}"
+        );
+        let xls = refuse_unreadable_start(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0])
+            .unwrap_or_default();
+        assert!(xls.contains(".xls") && xls.contains("CSV UTF-8"), "{xls}");
+        // "PK" alone is a fine start for a header.
+        assert!(refuse_unreadable_start(b"PK,phone\n1,+14155550101\n").is_none());
     }
 
     #[test]

@@ -40,6 +40,11 @@ async fn files_that_cannot_be_imported() {
             ..refused("windows1252.csv", &["not valid UTF-8"])
         },
         refused("utf16.csv", &["UTF-16"]),
+        refused(
+            "xlsx_saved_as.csv",
+            &["Excel workbook", "not a CSV", "CSV UTF-8"],
+        ),
+        refused("xls_saved_as.csv", &["Excel 97-2003 workbook", "CSV UTF-8"]),
         refused("duplicate_column.csv", &["appears twice in the header"]),
         Case {
             body: Some("Hi {{nickname}}"),

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod check;
+mod command_errors;
 mod faults;
 mod fuzz_replay;
 mod harness;
@@ -10,3 +11,4 @@ mod kill;
 mod pipeline;
 mod resume;
 mod secrets;
+mod stop;
