@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod check;
+mod errors;
 mod faults;
 mod fuzz_replay;
 mod harness;
