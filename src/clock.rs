@@ -47,3 +47,39 @@ pub fn format_ms(ms: i64, format: &impl time::formatting::Formattable) -> String
 pub fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// A duration as people read it: milliseconds below a second, tenths of a
+/// second below ten, whole seconds below a minute, then minutes and seconds
+/// (`250 ms`, `1.5 s`, `42 s`, `2 min 5 s`).
+pub fn rounded(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1_000..=9_949 => format!("{:.1} s", d.as_secs_f64()),
+        9_950..=59_499 => format!("{} s", (ms + 500) / 1000),
+        _ => {
+            let seconds = (ms + 500) / 1000;
+            match seconds % 60 {
+                0 => format!("{} min", seconds / 60),
+                rest => format!("{} min {rest} s", seconds / 60),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_for_people_are_rounded() {
+        let ms = Duration::from_millis;
+        assert_eq!(rounded(ms(0)), "0 ms");
+        assert_eq!(rounded(ms(437)), "437 ms");
+        assert_eq!(rounded(Duration::from_nanos(1_543_210_987)), "1.5 s");
+        assert_eq!(rounded(ms(9_960)), "10 s");
+        assert_eq!(rounded(ms(42_400)), "42 s");
+        assert_eq!(rounded(ms(59_600)), "1 min");
+        assert_eq!(rounded(ms(125_000)), "2 min 5 s");
+    }
+}

@@ -177,6 +177,82 @@ impl AdaptiveRate {
     }
 }
 
+/// How often a run of 429s is summed up for people, and how long without
+/// one ends the run: the next 429 then warns afresh.
+const RATE_LIMIT_SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
+/// The warnings a run of 429s earns: one when the first one lowers the rate,
+/// then at most one summary per [`RATE_LIMIT_SUMMARY_EVERY`], however many
+/// answers come (a storm answers every request in flight).
+#[derive(Debug, Clone, Default)]
+pub struct RateLimitNotices {
+    episode: Option<RateLimitEpisode>,
+}
+
+#[derive(Debug, Clone)]
+struct RateLimitEpisode {
+    last_429: Instant,
+    last_notice: Instant,
+    unreported: u64,
+}
+
+impl RateLimitNotices {
+    /// A 429 came at `now` and left the send rate at `rate`: the warning it
+    /// earns, if any.
+    pub fn on_rate_limited(&mut self, now: Instant, rate: f64) -> Option<String> {
+        let episode = match &mut self.episode {
+            Some(episode)
+                if now.saturating_duration_since(episode.last_429) < RATE_LIMIT_SUMMARY_EVERY =>
+            {
+                episode
+            }
+            _ => {
+                self.episode = Some(RateLimitEpisode {
+                    last_429: now,
+                    last_notice: now,
+                    unreported: 0,
+                });
+                return Some(format!(
+                    "the API answered HTTP 429 (too many requests): lowered the send rate to {}/s",
+                    rate_text(rate)
+                ));
+            }
+        };
+        episode.last_429 = now;
+        episode.unreported += 1;
+        let since_notice = now.saturating_duration_since(episode.last_notice);
+        if since_notice < RATE_LIMIT_SUMMARY_EVERY {
+            return None;
+        }
+        let notice = format!(
+            "{} more HTTP 429 answers in the last {}; the send rate is now {}/s",
+            episode.unreported,
+            crate::clock::rounded(since_notice),
+            rate_text(rate)
+        );
+        episode.last_notice = now;
+        episode.unreported = 0;
+        Some(notice)
+    }
+}
+
+/// A rate as people read it: three significant figures at most, no
+/// trailing zeros (`40`, `12.5`, `0.78`).
+pub fn rate_text(rate: f64) -> String {
+    let text = if rate >= 100.0 {
+        format!("{rate:.0}")
+    } else if rate >= 10.0 {
+        format!("{rate:.1}")
+    } else {
+        format!("{rate:.2}")
+    };
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
 /// Exponential back-off with full jitter: the n-th wait is uniform in
 /// `0..=min(cap, base * 2^n)`.
 #[derive(Debug, Clone)]
@@ -350,6 +426,44 @@ mod tests {
         assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 60, 60]);
         backoff.reset();
         assert_eq!(backoff.ceiling(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_storm_of_429s_earns_one_warning_then_a_summary_every_few_seconds() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut notices = RateLimitNotices::default();
+        let mut lines = Vec::new();
+        // 429s every 10 ms for 12 s: 1,200 answers.
+        for i in 0..1200u32 {
+            let rate = 40.0 / f64::from(1 + i / 100);
+            if let Some(line) = notices.on_rate_limited(start + ms(10 * u64::from(i)), rate) {
+                lines.push(line);
+            }
+        }
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert_eq!(
+            lines[0],
+            "the API answered HTTP 429 (too many requests): lowered the send rate to 40/s"
+        );
+        assert_eq!(
+            lines[1],
+            "500 more HTTP 429 answers in the last 5.0 s; the send rate is now 6.67/s"
+        );
+        // After a quiet spell the next 429 warns afresh.
+        let later = start + Duration::from_secs(60);
+        assert!(notices
+            .on_rate_limited(later, 12.5)
+            .is_some_and(|line| line.ends_with("lowered the send rate to 12.5/s")));
+    }
+
+    #[test]
+    fn rates_for_people_have_three_figures_at_most() {
+        assert_eq!(rate_text(40.0), "40");
+        assert_eq!(rate_text(12.5), "12.5");
+        assert_eq!(rate_text(1234.567), "1235");
+        assert_eq!(rate_text(2.0 / 3.0), "0.67");
+        assert_eq!(rate_text(0.2), "0.2");
     }
 
     #[test]

@@ -20,10 +20,12 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, FatalError, SendOutcome};
-use crate::clock::{duration_ms, Now};
+use crate::clock::{duration_ms, rounded, Now};
 use crate::domain::ids::MessageSid;
 use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, RemoteStatus};
-use crate::pacing::{AdaptiveRate, Backoff, CircuitBreaker, EvenSchedule, RateCeiling};
+use crate::pacing::{
+    rate_text, AdaptiveRate, Backoff, CircuitBreaker, EvenSchedule, RateCeiling, RateLimitNotices,
+};
 use crate::progress::Counters;
 use crate::recorder::Recorder;
 use crate::store::{Change, Claim, ClaimedMessage, Store, StoreError};
@@ -48,6 +50,13 @@ const IDLE_WAKE: Duration = Duration::from_millis(200);
 /// cap.
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// What the operator can do about an `unknown` message, at the end of its
+/// reason: nothing tells whether the API took it, so resending is the
+/// operator's decision.
+const UNKNOWN_HINT: &str = "it may or may not have been sent: check with the recipient or the \
+     tenant's Carrier Usage report before texting again; `bpsms retry --state unknown --campaign \
+     NAME` sends the campaign's unknown messages again";
 
 /// What the sender needs.
 pub struct SendContext {
@@ -356,7 +365,11 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
                 &Event::Ambiguous(policy),
             )
             .unwrap_or(MessageState::Unknown);
-            unsent(to, format!("ambiguous answer: {detail}"), true)
+            let reason = match to {
+                MessageState::Unknown => format!("ambiguous answer: {detail}; {UNKNOWN_HINT}"),
+                _ => format!("ambiguous answer: {detail}"),
+            };
+            unsent(to, reason, true)
         }
         SendOutcome::Fatal(error) => unsent(MessageState::Pending, error.to_string(), false),
     }
@@ -379,6 +392,8 @@ struct Pacing {
     /// The hard ceiling: the configured rate, whatever the adaptive one.
     ceiling: RateCeiling,
     rate: AdaptiveRate,
+    /// What 429s have been told to people so far.
+    rate_limit_notices: RateLimitNotices,
     backoff: Backoff,
     breaker: CircuitBreaker,
     unreachable_in_a_row: u32,
@@ -403,6 +418,7 @@ impl Pacing {
             schedule: EvenSchedule::new(now, MAX_SCHEDULE_LAG),
             ceiling: RateCeiling::new(rate),
             rate: AdaptiveRate::new(rate, now),
+            rate_limit_notices: RateLimitNotices::default(),
             backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
             breaker,
             unreachable_in_a_row: 0,
@@ -437,8 +453,9 @@ impl Pacing {
                 let wait = retry_after.unwrap_or_else(|| self.backoff.next_wait(&mut self.rng));
                 if *rate_limited {
                     answered.new_rate = self.rate.on_rate_limited(now);
-                    if let Some(rate) = answered.new_rate {
-                        tracing::warn!("HTTP 429: send rate lowered to {rate:.1}/s");
+                    let rate = self.rate.current();
+                    if let Some(notice) = self.rate_limit_notices.on_rate_limited(now, rate) {
+                        tracing::warn!("{notice}");
                     }
                 } else {
                     self.unreachable_in_a_row += 1;
@@ -447,8 +464,11 @@ impl Pacing {
                             detail: detail.clone(),
                         });
                     }
+                    tracing::warn!(
+                        "not accepted ({detail}); pausing sends for {}",
+                        rounded(wait)
+                    );
                 }
-                tracing::warn!("not accepted ({detail}); pausing sends for {wait:?}");
                 self.schedule.pause_until(now + wait);
             }
             SendOutcome::Fatal(error) => answered.stop = Some(SendError::Fatal(error.clone())),
@@ -457,7 +477,7 @@ impl Pacing {
                 self.unreachable_in_a_row = 0;
                 answered.new_rate = self.rate.on_accepted(now);
                 if let Some(rate) = answered.new_rate {
-                    tracing::info!("send rate back up to {rate:.1}/s");
+                    tracing::info!("send rate back up to {}/s", rate_text(rate));
                 }
             }
             SendOutcome::Rejected { .. } | SendOutcome::Ambiguous { .. } => {

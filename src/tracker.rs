@@ -8,11 +8,19 @@
 //! poll happens right when the window closes. Polls have their own rate
 //! budget, separate from sends. It is a [`Worker`]: its step polls one
 //! message, or claims the due ones, at a `now` it is given.
+//!
+//! A Get that learns nothing (404 "not visible yet", a 5xx, a 429, a broken
+//! connection) does not advance that status schedule: it has a back-off of
+//! its own, [`MISS_BACKOFF_START`] doubling per such Get in a row up to
+//! [`MISS_BACKOFF_CAP`]. Short, so that a message becomes visible, or the API
+//! comes back, at most half a minute before it is polled again and the tail
+//! of a campaign stays short; growing, so that a flaky API is not hammered.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -31,6 +39,15 @@ use crate::worker::{self, Harness, Step, Worker};
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// How long to sleep at most before looking at the schedule again.
 const IDLE_WAKE: Duration = Duration::from_millis(250);
+/// The wait after the first Get in a row that learnt nothing.
+pub const MISS_BACKOFF_START: Duration = Duration::from_secs(2);
+/// The longest wait after a Get that learnt nothing.
+pub const MISS_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Messages whose Gets in a row that learnt nothing are remembered (in
+/// memory: a restart only starts their back-off afresh). A message beyond
+/// them waits [`MISS_BACKOFF_CAP`], so memory stays bounded however much of
+/// a campaign is not visible at once.
+const MISS_STREAKS_KEPT: usize = 100_000;
 
 /// What the tracker needs.
 pub struct TrackContext {
@@ -85,6 +102,46 @@ struct Tracker {
 struct Shared {
     ctx: TrackContext,
     harness: Harness<TrackError>,
+    /// Per message, the Gets in a row that learnt nothing. Held only to
+    /// read or change one entry, never across an await.
+    miss_streaks: Mutex<HashMap<i64, u32>>,
+}
+
+impl Shared {
+    /// Notes whether the Get of `message_id` just answered learnt nothing;
+    /// returns how many Gets in a row before it learnt nothing.
+    fn note_miss(&self, message_id: i64, missed: bool) -> u32 {
+        // A panic while it was held leaves plain counts behind.
+        let mut streaks = self
+            .miss_streaks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !missed {
+            streaks.remove(&message_id);
+            return 0;
+        }
+        let kept = streaks.len();
+        match streaks.get_mut(&message_id) {
+            Some(streak) => {
+                let before = *streak;
+                *streak = streak.saturating_add(1);
+                before
+            }
+            None if kept < MISS_STREAKS_KEPT => {
+                streaks.insert(message_id, 1);
+                0
+            }
+            None => u32::MAX,
+        }
+    }
+
+    /// Forgets the streak of a message no longer polled.
+    fn forget_misses(&self, message_id: i64) {
+        self.miss_streaks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&message_id);
+    }
 }
 
 impl Tracker {
@@ -94,6 +151,7 @@ impl Tracker {
             shared: Arc::new(Shared {
                 harness: Harness::new(ctx.concurrency),
                 ctx,
+                miss_streaks: Mutex::new(HashMap::new()),
             }),
             due: VecDeque::new(),
             schedule: EvenSchedule::new(now.instant, Duration::ZERO),
@@ -190,7 +248,12 @@ async fn poll_one(shared: Arc<Shared>, message: DueMessage, slot: OwnedSemaphore
         return;
     }
     warn_on_new_status(ctx, &outcome);
-    let change = decide(&message, outcome, now_ms(), ctx.poll_delay);
+    let missed = !matches!(outcome, PollOutcome::Status(_));
+    let misses_before = shared.note_miss(message.message_id, missed);
+    let change = decide(&message, outcome, now_ms(), ctx.poll_delay, misses_before);
+    if !matches!(change, Change::PollDeferred { .. }) {
+        shared.forget_misses(message.message_id);
+    }
     ctx.counters.record_poll(&change);
     ctx.recorder.record(change);
 }
@@ -216,16 +279,21 @@ fn warn_on_new_status(ctx: &TrackContext, outcome: &PollOutcome) {
     }
 }
 
-/// The change a Get answer makes (pure, so it is tested alone).
+/// The change a Get answer makes (pure, so it is tested alone), after
+/// `misses_before` Gets of the message in a row that learnt nothing.
 pub fn decide(
     message: &DueMessage,
     outcome: PollOutcome,
     now: i64,
     poll_delay: Duration,
+    misses_before: u32,
 ) -> Change {
     let polls_done = message.polls + 1;
     let window_closed = now >= message.track_until;
     let next_poll_at = next_poll(now, polls_done, poll_delay, message.track_until);
+    let after_miss = now
+        .saturating_add(duration_ms(miss_backoff(misses_before)))
+        .min(message.track_until);
     let expired = |remote_status: Option<String>| Change::Expired {
         message_id: message.message_id,
         from: message.state,
@@ -260,7 +328,7 @@ pub fn decide(
         PollOutcome::NotFound | PollOutcome::Fatal(_) => Change::PollDeferred {
             message_id: message.message_id,
             from: message.state,
-            next_poll_at,
+            next_poll_at: after_miss,
         },
         PollOutcome::RetryLater {
             retry_after,
@@ -271,10 +339,18 @@ pub fn decide(
             Change::PollDeferred {
                 message_id: message.message_id,
                 from: message.state,
-                next_poll_at: next_poll_at.max(asked.min(message.track_until)),
+                next_poll_at: after_miss.max(asked.min(message.track_until)),
             }
         }
     }
+}
+
+/// The wait after a Get that learnt nothing, the last of `misses_before` +
+/// 1 in a row: [`MISS_BACKOFF_START`], doubling, up to [`MISS_BACKOFF_CAP`].
+pub fn miss_backoff(misses_before: u32) -> Duration {
+    MISS_BACKOFF_START
+        .saturating_mul(1 << misses_before.min(16))
+        .min(MISS_BACKOFF_CAP)
 }
 
 /// When to poll next after `polls_done` polls: the delay doubles per poll up
@@ -297,14 +373,14 @@ mod tests {
     use crate::domain::state::MessageState;
     use crate::worker::testing::rig;
 
-    fn due(state: MessageState, kind: MessageKind, polls: i64) -> DueMessage {
+    fn due(state: MessageState, kind: MessageKind, polls: i64, track_until: i64) -> DueMessage {
         DueMessage {
             message_id: 3,
             sid: MessageSid::parse("abc").expect("sid"),
             kind,
             state,
             polls,
-            track_until: 100_000,
+            track_until,
         }
     }
 
@@ -325,7 +401,7 @@ mod tests {
         outcome: PollOutcome,
         now: i64,
     ) -> Change {
-        decide(&due(state, kind, polls), outcome, now, DELAY)
+        decide(&due(state, kind, polls, 100_000), outcome, now, DELAY, 0)
     }
 
     #[test]
@@ -385,6 +461,43 @@ mod tests {
             not_found,
             Change::Expired {
                 remote_status: None,
+                ..
+            }
+        ));
+    }
+
+    /// A Get that learnt nothing waits 2 s, doubling per such Get in a row
+    /// up to 30 s, whatever the status schedule has reached: 404s early on
+    /// are retried soon, a flaky API is not hammered, and a message that
+    /// turns visible late is polled within half a minute, not five.
+    #[test]
+    fn gets_that_learn_nothing_back_off_on_their_own_bounded_schedule() {
+        let late = due(MessageState::Queued, Sms, 12, 10_000_000);
+        let busy = || PollOutcome::RetryLater {
+            detail: "HTTP 500".into(),
+            retry_after: None,
+        };
+        let waits: Vec<i64> = (0..7)
+            .map(|misses_before| {
+                let outcome = if misses_before % 2 == 0 {
+                    PollOutcome::NotFound
+                } else {
+                    busy()
+                };
+                match decide(&late, outcome, 0, DELAY, misses_before) {
+                    Change::PollDeferred { next_poll_at, .. } => next_poll_at,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(waits, [2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+        assert_eq!(miss_backoff(u32::MAX), MISS_BACKOFF_CAP);
+        // Never past the end of the window.
+        let ending = due(MessageState::Queued, Sms, 0, 1_000);
+        assert!(matches!(
+            decide(&ending, PollOutcome::NotFound, 0, DELAY, 3),
+            Change::PollDeferred {
+                next_poll_at: 1_000,
                 ..
             }
         ));
@@ -462,7 +575,9 @@ mod tests {
         let now = Now::read();
         // A poll just left; the next claimed one waits half a second.
         tracker.schedule.take(now.instant, tracker.rate);
-        tracker.due.push_back(due(MessageState::Queued, Sms, 0));
+        tracker
+            .due
+            .push_back(due(MessageState::Queued, Sms, 0, 100_000));
         let slot = tracker.shared.harness.free_slot().expect("a free slot");
         assert_eq!(
             tracker.step(slot, now).await.expect("step"),

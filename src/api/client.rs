@@ -3,6 +3,7 @@
 //! Get calls that turn every answer into a [`SendOutcome`] or
 //! [`PollOutcome`]. The HTTP itself is [`super::transport`]'s.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use tokio::sync::Mutex;
 use super::outcome::{
     classify_poll, classify_send, error_text, FatalError, PollOutcome, SendOutcome,
 };
-use super::transport::{self, Answer, Failure};
+use super::transport::{self, Answer, ConnectCause, Failure};
 use super::wire::{
     MediaKey, SendMessageRequest, TokenRequest, TokenResponse, MESSAGES_PATH, TOKEN_PATH,
 };
@@ -58,6 +59,10 @@ pub struct ApiClient {
     token: std::sync::Mutex<Option<CachedToken>>,
     /// Held while a token is fetched: one request refreshes it for all.
     refresh: Mutex<()>,
+    /// Set once the token endpoint has answered at all. Before that, a
+    /// failure to connect says the address is wrong, not that the API is
+    /// briefly away: the run stops at once instead of retrying for a while.
+    reached: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -94,6 +99,7 @@ impl ApiClient {
             send_url,
             token: std::sync::Mutex::new(None),
             refresh: Mutex::new(()),
+            reached: AtomicBool::new(false),
         })
     }
 
@@ -139,15 +145,25 @@ impl ApiClient {
             Err(CallError::Token(TokenError::Fatal(fatal)) | CallError::Rejected(fatal)) => {
                 SendOutcome::Fatal(fatal)
             }
-            Err(CallError::Transport(Failure::Connect(detail))) => SendOutcome::NotAccepted {
-                detail: format!("could not connect: {detail}"),
-                rate_limited: false,
-                retry_after: None,
+            Err(CallError::Transport(Failure::Connect { detail, .. })) => {
+                SendOutcome::NotAccepted {
+                    detail: format!("could not connect: {detail}"),
+                    rate_limited: false,
+                    retry_after: None,
+                }
+            }
+            Err(CallError::Transport(Failure::Broken(detail))) => SendOutcome::Ambiguous {
+                detail: format!(
+                    "no answer came ({detail}) after the connection was made, so the request \
+                     may have reached the API"
+                ),
             },
-            Err(CallError::Transport(Failure::Broken(detail))) => SendOutcome::Ambiguous { detail },
             Err(CallError::Transport(Failure::BodyBroken { status, detail })) => {
                 SendOutcome::Ambiguous {
-                    detail: format!("HTTP {}, then {detail}", status.as_u16()),
+                    detail: format!(
+                        "HTTP {}, then {detail} before the answer was whole",
+                        status.as_u16()
+                    ),
                 }
             }
         };
@@ -220,7 +236,8 @@ impl ApiClient {
         match self.token().await {
             Ok(_) => Ok(()),
             Err(TokenError::Fatal(fatal)) => Err(fatal),
-            // Unreachable now may be reachable later; the send path retries.
+            // A busy endpoint (5xx, 429) may answer later; the send path
+            // retries. An address that never answered is fatal already.
             Err(TokenError::Unavailable(detail)) => {
                 tracing::warn!("token endpoint unavailable: {detail}");
                 Ok(())
@@ -283,15 +300,21 @@ impl ApiClient {
         let url = format!("{}{}", self.config.base_url, TOKEN_PATH);
         let Answer { status, body, .. } = transport::exchange(
             self.http
-                .post(url)
+                .post(&url)
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .header(ACCEPT, "application/json")
                 .body(encoded),
         )
         .await
-        .map_err(|failure| {
-            TokenError::Unavailable(format!("token request failed: {}", failure.detail()))
-        })?;
+        .map_err(|failure| self.token_failure(&url, failure))?;
+        self.reached.store(true, Ordering::Relaxed);
+        if is_not_a_tenant(status, &body) {
+            return Err(TokenError::Fatal(FatalError::NotATenant {
+                url,
+                status: status.as_u16(),
+                text: self.redact(error_text(&body)),
+            }));
+        }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(TokenError::Unavailable(format!(
                 "token endpoint answered HTTP {}: {}",
@@ -349,6 +372,39 @@ impl ApiClient {
         })
     }
 
+    /// What a token request that got no answer means. Plain HTTP where TLS
+    /// was asked for never heals; neither does an address that never
+    /// answered (the first request); a failure after the endpoint has
+    /// answered before is worth retrying.
+    fn token_failure(&self, url: &str, failure: Failure) -> TokenError {
+        let unreachable = |what: String| {
+            TokenError::Fatal(FatalError::Unreachable {
+                url: url.to_string(),
+                what,
+            })
+        };
+        match failure {
+            Failure::Connect {
+                cause: ConnectCause::PlainHttp,
+                ..
+            } => TokenError::Fatal(FatalError::PlainHttp {
+                url: url.to_string(),
+            }),
+            Failure::Connect { cause, detail } if !self.reached.load(Ordering::Relaxed) => {
+                match cause {
+                    ConnectCause::Refused => unreachable(format!(
+                        "the connection to {} was refused (nothing listens on that port)",
+                        host_and_port(url)
+                    )),
+                    _ => unreachable(detail),
+                }
+            }
+            failure => {
+                TokenError::Unavailable(format!("token request failed: {}", failure.detail()))
+            }
+        }
+    }
+
     /// Removes the secret and the current token from text bound for people.
     fn redact(&self, text: String) -> String {
         let mut text = text;
@@ -373,6 +429,30 @@ fn redact_send(outcome: SendOutcome, client: &ApiClient) -> SendOutcome {
             detail: client.redact(detail),
         },
         other => other,
+    }
+}
+
+/// A token endpoint's answer that no BPCC tenant gives: no such path (404,
+/// 405, 501), or a web page where a JSON answer belongs. A 5xx page is left
+/// out: a tenant's own gateway answers so while the API behind it is away.
+fn is_not_a_tenant(status: StatusCode, body: &[u8]) -> bool {
+    let no_such_endpoint = matches!(status.as_u16(), 404 | 405 | 501);
+    let web_page = !status.is_server_error()
+        && status != StatusCode::TOO_MANY_REQUESTS
+        && !status.is_redirection()
+        && body.trim_ascii_start().starts_with(b"<");
+    no_such_endpoint || web_page
+}
+
+/// `host:port` of a URL, for saying where a connection was refused.
+fn host_and_port(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => format!(
+            "{}:{}",
+            parsed.host_str().unwrap_or_default(),
+            parsed.port_or_known_default().unwrap_or_default()
+        ),
+        Err(_) => url.to_string(),
     }
 }
 

@@ -97,6 +97,27 @@ pub enum FatalError {
          (the tenant host, e.g. https://acme.brightpattern.com)"
     )]
     WrongEndpoint { status: u16, path: String },
+    #[error(
+        "could not connect to {url}: {what}; check --base-url (the tenant host, e.g. \
+         https://acme.brightpattern.com) and that this machine can reach it (firewall, proxy \
+         variables)"
+    )]
+    Unreachable { url: String, what: String },
+    #[error(
+        "the server at {url} answered in plain HTTP, not TLS; use http:// only for a loopback \
+         simulator, and https:// for a tenant (e.g. https://acme.brightpattern.com)"
+    )]
+    PlainHttp { url: String },
+    #[error(
+        "{url} is reachable, but not a BPCC tenant at this address: its token endpoint answered \
+         HTTP {status} ({text}); check --base-url (the tenant host, e.g. \
+         https://acme.brightpattern.com)"
+    )]
+    NotATenant {
+        url: String,
+        status: u16,
+        text: String,
+    },
 }
 
 /// Classifies a Send answer that arrived (any status other than 401, which
@@ -150,8 +171,25 @@ pub fn classify_send(
             text: format!("HTTP {}: {}", status.as_u16(), error_text(body)),
         },
         _ => SendOutcome::Ambiguous {
-            detail: format!("HTTP {}: {}", status.as_u16(), error_text(body)),
+            detail: unclear_answer(status, body),
         },
+    }
+}
+
+/// What an answer that settles nothing (a 5xx, a 3xx) does say. A web page
+/// comes from the web server in front of the API (nginx answers a gateway
+/// error so), not from the API: it tells that the API's answer did not come
+/// through, not whether the API took the request.
+fn unclear_answer(status: StatusCode, body: &[u8]) -> String {
+    let code = status.as_u16();
+    let text = error_text(body);
+    if body.trim_ascii_start().starts_with(b"<") {
+        format!(
+            "HTTP {code} from the tenant's web server, not from the API (its page: {text}); \
+             the API's answer did not come through, so whether it took the message is not known"
+        )
+    } else {
+        format!("HTTP {code}: {text}; this answer does not say whether the API took the message")
     }
 }
 
@@ -334,6 +372,29 @@ mod tests {
         check_send(503, "", "ambiguous");
         check_send(504, "", "ambiguous");
         check_send(302, "", "ambiguous");
+    }
+
+    #[test]
+    fn a_gateway_page_is_told_from_the_api_answering() {
+        let page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>";
+        let SendOutcome::Ambiguous { detail } = classify_send(status(502), None, page) else {
+            panic!("expected ambiguous");
+        };
+        assert_eq!(
+            detail,
+            "HTTP 502 from the tenant's web server, not from the API (its page: 502 Bad Gateway \
+             nginx); the API's answer did not come through, so whether it took the message is \
+             not known"
+        );
+        let SendOutcome::Ambiguous { detail } =
+            classify_send(status(500), None, br#"{"error":"internal"}"#)
+        else {
+            panic!("expected ambiguous");
+        };
+        assert_eq!(
+            detail,
+            "HTTP 500: internal; this answer does not say whether the API took the message"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The one HTTP stack: a reqwest client set up for the tenant, and one
 //! exchange that sends a request, keeps at most [`body_limit`] bytes of the
-//! answer and puts any transport error into words. It knows nothing of
-//! tokens or of what an answer means; it never writes a request's headers or
-//! body into an error, so neither the secret nor a token can leak from here.
+//! answer and puts any transport error into words. It is also the one place
+//! that tells transport failures apart ([`ConnectCause`]), by walking the
+//! error's chain of causes. It knows nothing of tokens or of what an answer
+//! means; it never writes a request's headers or body into an error, so
+//! neither the secret nor a token can leak from here.
 
 use std::time::{Duration, SystemTime};
 
@@ -25,7 +27,7 @@ pub struct Answer {
 #[derive(Debug)]
 pub enum Failure {
     /// No connection could be made: the request certainly never left.
-    Connect(String),
+    Connect { cause: ConnectCause, detail: String },
     /// The request may have left: the outcome is unknown.
     Broken(String),
     /// The status arrived, then the body broke off.
@@ -36,10 +38,22 @@ impl Failure {
     /// The transport error in words, whatever stage it broke at.
     pub fn detail(&self) -> &str {
         match self {
-            Failure::Connect(detail) | Failure::Broken(detail) => detail,
+            Failure::Connect { detail, .. } | Failure::Broken(detail) => detail,
             Failure::BodyBroken { detail, .. } => detail,
         }
     }
+}
+
+/// Why no connection could be made, as far as the operator can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectCause {
+    /// The host answered, but nothing listens on the port.
+    Refused,
+    /// `https://` was asked for and the server answered in plain HTTP.
+    PlainHttp,
+    /// Anything else: a name that does not resolve, a connect timeout, a
+    /// TLS failure, an unreachable network.
+    Other,
 }
 
 /// The client every call goes through. It follows no redirects: a Send that
@@ -65,7 +79,10 @@ pub fn client(
 pub async fn exchange(request: RequestBuilder) -> Result<Answer, Failure> {
     let response = request.send().await.map_err(|error| {
         if error.is_connect() {
-            Failure::Connect(describe(&error))
+            Failure::Connect {
+                cause: connect_cause(&error),
+                detail: describe(&error),
+            }
         } else {
             Failure::Broken(describe(&error))
         }
@@ -102,6 +119,46 @@ async fn read_body(mut response: Response) -> Result<Vec<u8>, reqwest::Error> {
         }
     }
     Ok(body)
+}
+
+/// Tells apart the failures to connect the operator can act on, by the
+/// typed errors in the chain of causes (their text is not a stable
+/// interface). An `io::Error` hides the error it wraps from the chain (and
+/// the TLS layer wraps rustls's error in two of them), so each one is opened
+/// too.
+fn connect_cause(error: &reqwest::Error) -> ConnectCause {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(cause);
+        while let Some(error) = inner {
+            if let Some(found) = cause_of(error) {
+                return found;
+            }
+            inner = error
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .map(|wrapped| wrapped as &(dyn std::error::Error + 'static));
+        }
+        source = cause.source();
+    }
+    ConnectCause::Other
+}
+
+/// What one error of the chain says, if it is one of the causes told apart.
+/// A server speaking plain HTTP answers the TLS hello with `HTTP/1.1`, which
+/// rustls reads as a record of an invalid content type.
+fn cause_of(error: &(dyn std::error::Error + 'static)) -> Option<ConnectCause> {
+    if let Some(io) = error.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::ConnectionRefused {
+            return Some(ConnectCause::Refused);
+        }
+    }
+    match error.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            Some(ConnectCause::PlainHttp)
+        }
+        _ => None,
+    }
 }
 
 /// A transport error and its causes, each after a colon.
@@ -303,7 +360,7 @@ mod tests {
         });
         let answer = post(&test_client(), &url).await;
         assert!(
-            matches!(answer, Err(Failure::Connect(ref detail)) if detail.contains("received corrupt message")),
+            matches!(answer, Err(Failure::Connect { cause: ConnectCause::PlainHttp, ref detail }) if detail.contains("received corrupt message")),
             "{:?}",
             answer.err()
         );
@@ -325,7 +382,13 @@ mod tests {
         drop(listener);
         let answer = post(&test_client(), &url).await;
         assert!(
-            matches!(answer, Err(Failure::Connect(_))),
+            matches!(
+                answer,
+                Err(Failure::Connect {
+                    cause: ConnectCause::Refused,
+                    ..
+                })
+            ),
             "{:?}",
             answer.err()
         );

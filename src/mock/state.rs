@@ -44,6 +44,9 @@ pub struct LedgerEntry {
     pub media_urls: Vec<String>,
     /// When the Send was accepted, in Unix milliseconds.
     pub received_at_ms: i64,
+    /// Gets of this message answered 404 because it was not visible yet.
+    #[serde(default)]
+    pub not_visible_answers: u32,
 }
 
 /// Request counters since the simulator started.
@@ -126,6 +129,8 @@ struct Record {
     body: Option<Box<str>>,
     media_urls: Box<[String]>,
     fails: bool,
+    /// Gets answered 404 because the message was not visible yet.
+    not_visible_answers: u32,
 }
 
 /// A message to record, already validated.
@@ -306,6 +311,7 @@ impl SimState {
             body: message.body.map(String::into_boxed_str),
             media_urls: message.media_urls.into_boxed_slice(),
             fails,
+            not_visible_answers: 0,
         };
         let resource = record.resource(Progress::Queued, behaviour, started_unix_ms);
         inner.messages.push(record);
@@ -319,16 +325,17 @@ impl SimState {
         };
         let behaviour = &self.shared.behaviour;
         let now_us = duration_us(self.shared.started_at.elapsed());
-        let inner = self.lock();
+        let mut inner = self.lock();
         let Some(record) = usize::try_from(position_of(key))
             .ok()
-            .and_then(|position| inner.messages.get(position))
+            .and_then(|position| inner.messages.get_mut(position))
             .filter(|record| record.sid == key)
         else {
             return Lookup::NotFound;
         };
         let age = Duration::from_micros(now_us.saturating_sub(record.accepted_offset_us));
         if age < behaviour.not_found_for {
+            record.not_visible_answers = record.not_visible_answers.saturating_add(1);
             return Lookup::NotVisibleYet;
         }
         let progress = if age >= behaviour.delivered_after {
@@ -372,6 +379,7 @@ struct LedgerEntryRef<'a> {
     body: Option<&'a str>,
     media_urls: &'a [String],
     received_at_ms: i64,
+    not_visible_answers: u32,
 }
 
 impl Record {
@@ -388,6 +396,7 @@ impl Record {
             body: self.body.as_deref().map(str::to_owned),
             media_urls: self.media_urls.to_vec(),
             received_at_ms: self.received_at_ms(started_unix_ms),
+            not_visible_answers: self.not_visible_answers,
         }
     }
 
@@ -399,6 +408,7 @@ impl Record {
             body: self.body.as_deref(),
             media_urls: &self.media_urls,
             received_at_ms: self.received_at_ms(started_unix_ms),
+            not_visible_answers: self.not_visible_answers,
         }
     }
 

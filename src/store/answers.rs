@@ -338,7 +338,10 @@ fn push_single(
         }
         Change::PollDeferred { next_poll_at, .. } => {
             query
-                .push("UPDATE messages SET polls = polls + 1, poll_claimed = 0, next_poll_at = ")
+                // `polls` counts the Gets that saw a status: it drives the
+                // status schedule, which a Get that learnt nothing must not
+                // stretch (the tracker backs off from those on its own).
+                .push("UPDATE messages SET poll_claimed = 0, next_poll_at = ")
                 .push_bind(*next_poll_at);
             (from, None)
         }
@@ -505,6 +508,14 @@ mod tests {
             .expect("row")
     }
 
+    async fn next_poll_at_of(store: &Store, message_id: i64) -> Option<i64> {
+        sqlx::query_scalar("SELECT next_poll_at FROM messages WHERE id = ?")
+            .bind(message_id)
+            .fetch_one(&store.pool)
+            .await
+            .expect("row")
+    }
+
     #[tokio::test]
     async fn bulk_answers_write_every_row_and_name_a_conflict() {
         let (_dir, store, campaign_id) = campaign_of(3).await;
@@ -624,8 +635,10 @@ mod tests {
         store.apply(&[deferred(1)], 30).await.expect("deferred");
         assert_eq!(
             row_of(&store, 1).await,
-            ("queued".into(), 1, 1, Some("queued".into()))
+            ("queued".into(), 1, 0, Some("queued".into())),
+            "a Get that learnt nothing does not count as a poll of the status schedule"
         );
+        assert_eq!(next_poll_at_of(&store, 1).await, Some(99));
         store
             .apply(&[polled(1, S::Queued, S::Delivered)], 40)
             .await
@@ -645,7 +658,7 @@ mod tests {
             "{error:?}"
         );
         // The first change of the refused batch was rolled back with it.
-        assert_eq!(row_of(&store, 2).await.2, 0);
+        assert_ne!(next_poll_at_of(&store, 2).await, Some(99));
         assert_eq!(row_of(&store, 1).await.0, "delivered");
     }
 

@@ -168,7 +168,7 @@ async fn a_burst_of_429s_lowers_the_rate_which_then_recovers() {
     let run = world.run_command(command).await;
     run.assert_code(0);
     assert!(
-        run.stderr.contains("send rate lowered to"),
+        run.stderr.contains("lowered the send rate to"),
         "{}",
         run.stderr
     );
