@@ -3,7 +3,7 @@
 # its reference in the same run. Needs python3, sqlite3, wrk and GNU time
 # (Debian: apt-get install sqlite3 wrk time).
 #
-#   benches/run.sh [import|send|rate|tracking|e2e|all]   (default: all)
+#   benches/run.sh [import|send|rate|tracking|e2e|history|all]   (default: all)
 #
 # BENCH_DIR (default /tmp/bpsms-bench) holds the generated files and
 # databases; BENCH_ROWS (default 1000000) sizes the import and end-to-end runs.
@@ -153,12 +153,56 @@ bench_e2e() {
   echo "simulator: $(stats)"
 }
 
+# Bytes of the history per message, in the compact `event_log` and in the
+# `events` table it replaced (migration 0003), on the same events: the
+# end-to-end database (made by `e2e` when missing) is copied and put back in
+# the old schema with sqlite3, then opened by bpsms, which migrates it.
+bench_history() {
+  [ -s "$DIR/e2e.db" ] || bench_e2e
+  echo "## History: event_log (0003) against the events table it replaced, $ROWS messages"
+  local n; n=$(sqlite3 "$DIR/e2e.db" "SELECT COUNT(*) FROM messages")
+  sizes() { # db → "bytes of the history, bytes of the file" per message
+    sqlite3 "$1" "SELECT printf('history %.1f B/message (%s), whole file %.1f B/message',
+        SUM(pgsize) * 1.0 / $n, group_concat(DISTINCT name),
+        (SELECT page_count * page_size FROM pragma_page_count, pragma_page_size) * 1.0 / $n)
+      FROM dbstat WHERE name IN ('event_log', 'events', 'events_message')"
+  }
+  echo "compact, as the run left it:  $(sizes "$DIR/e2e.db")"
+  fresh_db history-new.db
+  sqlite3 "$DIR/e2e.db" "VACUUM INTO '$DIR/history-new.db'"
+  echo "compact, vacuumed:            $(sizes "$DIR/history-new.db")"
+  fresh_db history-old.db
+  sqlite3 "$DIR/e2e.db" "VACUUM INTO '$DIR/history-old.db'"
+  sqlite3 "$DIR/history-old.db" "
+    CREATE TABLE events_old (id INTEGER PRIMARY KEY,
+      message_id INTEGER NOT NULL REFERENCES messages (id), at INTEGER NOT NULL,
+      from_state TEXT NOT NULL, to_state TEXT NOT NULL, detail TEXT);
+    INSERT INTO events_old (message_id, at, from_state, to_state, detail)
+      SELECT message_id, at, from_state, to_state, detail FROM events ORDER BY at, message_id, seq;
+    DROP VIEW events; DROP TABLE event_log; DROP TABLE detail_forms; DROP TABLE states;
+    ALTER TABLE events_old RENAME TO events;
+    CREATE INDEX events_message ON events (message_id);
+    DELETE FROM _sqlx_migrations WHERE version = 3;
+    VACUUM;"
+  echo "old events table, vacuumed:   $(sizes "$DIR/history-old.db")"
+  history_digest() { # db order → md5 of every event in history order
+    sqlite3 "$1" "SELECT message_id, at, from_state, to_state, detail FROM events
+      ORDER BY message_id, $2" | md5sum | cut -c1-12
+  }
+  local before; before=$(history_digest "$DIR/history-old.db" id)
+  read -r s kb < <(timed "$BIN" --db "$DIR/history-old.db" status > /dev/null)
+  local after; after=$(history_digest "$DIR/history-old.db" seq)
+  echo "migrating it at open (bpsms status): ${s} s, ${kb} KB peak RSS; history md5 $before -> $after"
+  echo "migrated:                     $(sizes "$DIR/history-old.db")"
+}
+
 case $WHAT in
   import) bench_import ;;
   send) bench_send ;;
   rate) bench_rate ;;
   tracking) bench_tracking ;;
   e2e) bench_e2e ;;
-  all) bench_import; bench_send; bench_rate; bench_tracking; bench_e2e ;;
-  *) echo "usage: $0 [import|send|rate|tracking|e2e|all]" >&2; exit 2 ;;
+  history) bench_history ;;
+  all) bench_import; bench_send; bench_rate; bench_tracking; bench_e2e; bench_history ;;
+  *) echo "usage: $0 [import|send|rate|tracking|e2e|history|all]" >&2; exit 2 ;;
 esac

@@ -51,13 +51,29 @@ pub async fn run(
 ) -> Result<RunEnd, RunError> {
     let policy = settings.campaign.on_ambiguous;
     store.recover_polls(campaign.id).await?;
-    let recovered = store.recover_sending(campaign.id, policy, now_ms()).await?;
-    if recovered > 0 {
+    let recovered = store
+        .recover_sending(
+            campaign.id,
+            policy,
+            i64::from(settings.max_attempts),
+            now_ms(),
+        )
+        .await?;
+    if recovered.requeued > 0 {
         crate::errln!(
-            "{recovered} message(s) were in flight when the previous run stopped; they are now {}",
+            "{} message(s) were in flight when the previous run stopped; they are queued to be \
+             sent again",
+            recovered.requeued
+        );
+    }
+    if recovered.held > 0 {
+        crate::errln!(
+            "{} message(s) were in flight when the previous run stopped; they are now `unknown` \
+             (not sent again{}; `bpsms retry --state unknown` sends them)",
+            recovered.held,
             match policy {
-                crate::domain::state::AmbiguousPolicy::Hold => "`unknown` (not sent again)",
-                crate::domain::state::AmbiguousPolicy::Retry => "queued to be sent again",
+                crate::domain::state::AmbiguousPolicy::Hold => "",
+                crate::domain::state::AmbiguousPolicy::Retry => ": that was their last attempt",
             }
         );
     }

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
+use super::events::{push_events, Detail, NewEvent};
 use super::{Claim, ClaimedMessage, DueClaim, DueMessage, Result, Store, StoreError};
 use crate::domain::ids::MessageSid;
 use crate::domain::state::MessageState;
@@ -229,14 +230,8 @@ struct ShortUpdate {
     expected: Vec<(i64, MessageState)>,
 }
 
-type EventRow = (i64, MessageState, MessageState, Option<String>);
-
 /// Rows per bulk UPDATE (at most 10 bound parameters each).
 const BULK_ROWS: usize = 500;
-
-/// Events per INSERT: SQLite allows 32766 bound parameters per statement,
-/// and an event takes 5.
-const EVENT_ROWS: usize = 1000;
 
 /// Writes a run of changes to distinct messages as one script: every
 /// UPDATE, each followed by its count of changed rows, then every event.
@@ -301,7 +296,7 @@ fn push_single(
     query: &mut QueryBuilder<'_, Sqlite>,
     change: &Change,
     now: i64,
-    events: &mut Vec<EventRow>,
+    events: &mut Vec<NewEvent>,
 ) {
     let from = change.expected_state();
     let (to, detail) = match change {
@@ -317,7 +312,7 @@ fn push_single(
                 .push_bind(error_message.clone())
                 .push(", reason = 'the API refused the request', final_at = ")
                 .push_bind(now);
-            (MessageState::Rejected, Some(error_message.clone()))
+            (MessageState::Rejected, Detail::Text(error_message.clone()))
         }
         Change::Unsent {
             to,
@@ -334,7 +329,7 @@ fn push_single(
                 .push_bind((*to == MessageState::Unknown).then_some(now))
                 .push(", attempts = attempts - ")
                 .push_bind(if *count_attempt { 0_i64 } else { 1 });
-            (*to, Some(detail.clone()))
+            (*to, Detail::Text(detail.clone()))
         }
         Change::PollDeferred { next_poll_at, .. } => {
             query
@@ -343,7 +338,7 @@ fn push_single(
                 // stretch (the tracker backs off from those on its own).
                 .push("UPDATE messages SET poll_claimed = 0, next_poll_at = ")
                 .push_bind(*next_poll_at);
-            (from, None)
+            (from, Detail::None)
         }
         Change::Expired { remote_status, .. } => {
             query
@@ -355,7 +350,7 @@ fn push_single(
                 .push_bind(remote_status.clone())
                 .push(", remote_status), final_at = ")
                 .push_bind(now);
-            (MessageState::Expired, None)
+            (MessageState::Expired, Detail::None)
         }
         // Written in bulk by `push_accepted` and `push_polled`.
         Change::Accepted { .. } | Change::Polled { .. } => return,
@@ -379,7 +374,7 @@ fn push_accepted(
     query: &mut QueryBuilder<'_, Sqlite>,
     changes: &[&Change],
     now: i64,
-    events: &mut Vec<EventRow>,
+    events: &mut Vec<NewEvent>,
 ) {
     query.push(
         "UPDATE messages SET state = v.column2, sid = v.column3, remote_status = v.column4,
@@ -411,12 +406,7 @@ fn push_accepted(
                 .push_bind(*track_until)
                 .push_bind(*next_poll_at)
                 .push_bind(next_poll_at.is_none().then_some(now));
-            events.push((
-                *message_id,
-                MessageState::Sending,
-                *to,
-                Some(format!("sid {sid}")),
-            ));
+            events.push((*message_id, MessageState::Sending, *to, Detail::Sid));
         }
     });
     query.push(
@@ -429,7 +419,7 @@ fn push_polled(
     query: &mut QueryBuilder<'_, Sqlite>,
     changes: &[&Change],
     now: i64,
-    events: &mut Vec<EventRow>,
+    events: &mut Vec<NewEvent>,
 ) {
     query.push(
         "UPDATE messages SET state = v.column2, remote_status = v.column3,
@@ -462,7 +452,7 @@ fn push_polled(
                     *message_id,
                     *from,
                     *to,
-                    Some(format!("status {remote_status}")),
+                    Detail::Status(remote_status.clone()),
                 ));
             }
         }
@@ -470,25 +460,6 @@ fn push_polled(
     query.push(
         ") AS v WHERE messages.id = v.column1 AND messages.state = v.column8; SELECT changes();",
     );
-}
-
-/// Adds to `query` the INSERTs that append `events`.
-fn push_events(query: &mut QueryBuilder<'_, Sqlite>, events: Vec<EventRow>, now: i64) {
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        query.push("INSERT INTO events (message_id, at, from_state, to_state, detail) ");
-        query.push_values(
-            events.by_ref().take(EVENT_ROWS),
-            |mut b, (id, from, to, detail)| {
-                b.push_bind(id)
-                    .push_bind(now)
-                    .push_bind(from.as_str())
-                    .push_bind(to.as_str())
-                    .push_bind(detail);
-            },
-        );
-        query.push(";");
-    }
 }
 
 #[cfg(test)]
@@ -591,7 +562,8 @@ mod tests {
             ("expired".into(), 1, 1, Some("queued".into()))
         );
         let events: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT message_id, from_state, to_state FROM events WHERE at >= 10 ORDER BY id",
+            "SELECT message_id, from_state, to_state FROM events WHERE at >= 10
+             ORDER BY at, message_id, seq",
         )
         .fetch_all(&store.pool)
         .await

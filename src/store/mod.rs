@@ -6,6 +6,7 @@
 //! - `campaigns`: finding, listing and re-configuring campaigns;
 //! - `import`: the bulk load of a campaign's rows ([`Import`], [`PreparedRows`]);
 //! - `queue`: claims for sending, recovery, operator retry, suppression;
+//! - `events`: the history of every message, the one writer of `event_log`;
 //! - `tracking`: due polls, retracking, poll recovery, the next poll;
 //! - `answers`: the one writer of answers, [`Store::apply_and_claim`];
 //! - `runners`: the runners table behind `crate::lease`;
@@ -21,6 +22,7 @@
 
 mod answers;
 mod campaigns;
+mod events;
 mod import;
 mod open;
 mod queue;
@@ -42,7 +44,7 @@ use crate::domain::state::{Event, MessageKind, MessageState};
 
 pub use answers::{Change, ClaimKind};
 pub use import::{HeldDuplicates, Import, PreparedRows};
-pub use queue::Claim;
+pub use queue::{Claim, Recovered};
 pub use rows::{
     Campaign, CampaignSettings, ClaimedMessage, DueMessage, ExportRow, NewCampaign, NewMessage,
     Runner, SampleMessage,

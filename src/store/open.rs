@@ -147,21 +147,113 @@ mod tests {
 
     /// A database made before the rebuild of `messages` (migration 2)
     /// keeps its rows, its history and its constraints.
-    #[tokio::test]
-    async fn rebuilding_messages_keeps_rows_history_and_constraints() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("old.db");
+    /// A database as the first `n_migrations` migrations left it.
+    async fn old_database(path: &Path, n_migrations: usize) -> SqlitePool {
         let options = SqliteConnectOptions::new()
-            .filename(&path)
+            .filename(path)
             .create_if_missing(true)
             .foreign_keys(true);
         let pool = SqlitePool::connect_with(options).await.expect("connect");
         let all = sqlx::migrate!("./migrations");
-        let first_only = sqlx::migrate::Migrator {
-            migrations: std::borrow::Cow::Owned(all.migrations[..1].to_vec()),
+        let first = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(all.migrations[..n_migrations].to_vec()),
             ..sqlx::migrate::Migrator::DEFAULT
         };
-        first_only.run(&pool).await.expect("migration 1");
+        first.run(&pool).await.expect("old migrations");
+        pool
+    }
+
+    /// The compact history reads back every event of an existing database
+    /// exactly as the old `events` table held it, whatever its detail, in
+    /// the same order per message, and new events follow the old ones.
+    #[tokio::test]
+    async fn compacting_events_keeps_every_event_as_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        let pool = old_database(&path, 2).await;
+        sqlx::raw_sql(
+            "INSERT INTO campaigns VALUES (1, 'old', 'a.csv', 'sha', '+16505550100', NULL, 'US',
+               'phone', 10, 4, 1000, 60000, 'retry', 3, 0);
+             INSERT INTO messages (id, campaign_id, row_number, phone_raw, phone_e164, kind, body,
+               segments, encoding, state, sid, attempts)
+             VALUES (1, 1, 1, '4155550101', '+14155550101', 'sms', 'hi', 1, 'gsm7', 'delivered',
+                     'c0ffee00-0000-4000-8000-000000000001', 1),
+                    (2, 1, 2, '4155550102', '+14155550102', 'sms', 'hi', 1, 'gsm7', 'pending',
+                     NULL, 1),
+                    (3, 1, 3, '4155550103', '+14155550103', 'sms', 'hi', 1, 'gsm7', 'unknown',
+                     NULL, 2);
+             INSERT INTO events (id, message_id, at, from_state, to_state, detail) VALUES
+               (1, 1, 100, 'pending', 'sending', NULL),
+               (2, 2, 100, 'pending', 'sending', NULL),
+               (3, 3, 100, 'pending', 'sending', NULL),
+               (4, 2, 150, 'sending', 'queued', 'sid OLD-2'),
+               (5, 1, 160, 'sending', 'queued', 'sid c0ffee00-0000-4000-8000-000000000001'),
+               (6, 3, 170, 'sending', 'pending', 'recovered after the previous run stopped mid-send'),
+               (7, 2, 200, 'queued', 'failed', 'status undelivered'),
+               (8, 1, 200, 'queued', 'delivered', 'status delivered'),
+               (9, 3, 210, 'pending', 'sending', NULL),
+               (10, 2, 300, 'failed', 'pending', 'operator retry (previous sid OLD-2)'),
+               (11, 3, 310, 'sending', 'unknown', 'ambiguous answer: HTTP 502 from nginx'),
+               (12, 1, 400, 'delivered', 'delivered', 'sid-like but not a sid'),
+               (13, 1, 401, 'delivered', 'delivered', 'status'),
+               (14, 1, 402, 'delivered', 'delivered', '');",
+        )
+        .execute(&pool)
+        .await
+        .expect("old rows");
+        let history = "SELECT message_id, at, from_state, to_state, detail FROM events
+                       ORDER BY message_id, ";
+        type Row = (i64, i64, String, String, Option<String>);
+        let before: Vec<Row> = sqlx::query_as(&format!("{history} id"))
+            .fetch_all(&pool)
+            .await
+            .expect("old history");
+        pool.close().await;
+
+        let store = Store::open(&path).await.expect("migrate");
+        let after: Vec<Row> = sqlx::query_as(&format!("{history} seq"))
+            .fetch_all(&store.pool)
+            .await
+            .expect("new history");
+        assert_eq!(after, before);
+        // Only the text nothing else holds is stored.
+        let stored: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT detail FROM event_log WHERE detail IS NOT NULL ORDER BY message_id, seq",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("log");
+        assert_eq!(
+            stored,
+            [
+                Some("sid-like but not a sid"),
+                Some("status"),
+                Some(""),
+                Some("OLD-2"),
+                Some("undelivered"),
+                Some("operator retry (previous sid OLD-2)"),
+                Some("recovered after the previous run stopped mid-send"),
+                Some("ambiguous answer: HTTP 502 from nginx"),
+            ]
+            .map(|text| text.map(str::to_owned))
+        );
+        // The next event of a migrated message follows its history.
+        let claimed = crate::store::testing::claim_batch(&store, 1, 1, 500).await;
+        assert_eq!(claimed[0].message_id, 2);
+        let last: (i64, String) = sqlx::query_as(
+            "SELECT seq, to_state FROM events WHERE message_id = 2 ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .expect("last event");
+        assert_eq!(last, (4, "sending".into()));
+    }
+
+    #[tokio::test]
+    async fn rebuilding_messages_keeps_rows_history_and_constraints() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        let pool = old_database(&path, 1).await;
         sqlx::raw_sql(
             "INSERT INTO campaigns VALUES (1, 'old', 'a.csv', 'sha', '+16505550100', NULL, 'US',
                'phone', 10, 4, 1000, 60000, 'hold', 2, 0);
@@ -207,7 +299,8 @@ mod tests {
             .await;
         assert!(bad_state.is_err(), "CHECK on state must hold");
         let orphan = sqlx::query(
-            "INSERT INTO events (message_id, at, from_state, to_state) VALUES (99, 0, 'a', 'b')",
+            "INSERT INTO event_log (message_id, seq, at, from_state, to_state)
+             VALUES (99, 0, 0, 1, 5)",
         )
         .execute(&store.pool)
         .await;

@@ -2,10 +2,12 @@
 //! ones a dead run left in flight, putting messages back on the operator's
 //! word, and suppressing pending messages whose number is on a list.
 
+use std::sync::LazyLock;
+
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::import::INSERT_ROWS;
-use super::{next_state, rows, ClaimedMessage, Result, Store, StoreError};
+use super::{events, next_state, rows, ClaimedMessage, Result, Store, StoreError};
 use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState};
 
 impl Store {
@@ -24,12 +26,14 @@ impl Store {
     pub async fn requeue(&self, campaign_id: i64, state: MessageState, now: i64) -> Result<u64> {
         next_state(state, MessageKind::Sms, &Event::Retry)?;
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO events (message_id, at, from_state, to_state, detail)
-             SELECT id, ?, state, 'pending',
-                    'operator retry' || COALESCE(' (previous sid ' || sid || ')', '')
-             FROM messages WHERE campaign_id = ? AND state = ?",
-        )
+        events::keep_sids(&mut tx, campaign_id, state).await?;
+        sqlx::query(&events::append_sql(
+            "SELECT id, 'operator retry' || COALESCE(' (previous sid ' || sid || ')', '') AS detail
+             FROM messages WHERE campaign_id = ?2 AND state = ?3",
+            1,
+            state,
+            MessageState::Pending,
+        ))
         .bind(now)
         .bind(campaign_id)
         .bind(state.as_str())
@@ -50,48 +54,81 @@ impl Store {
     }
 
     /// Messages a dead run left in `sending` become `unknown` (hold) or go
-    /// back to `pending` (retry). Returns how many were recovered.
+    /// back to `pending` (retry). The crashed attempt counts: under retry, a
+    /// message whose claims already reached `max_attempts` is held as well,
+    /// as an ambiguous answer to its last attempt would be.
     pub async fn recover_sending(
         &self,
         campaign_id: i64,
         policy: AmbiguousPolicy,
+        max_attempts: i64,
         now: i64,
-    ) -> Result<u64> {
-        let to = next_state(
+    ) -> Result<Recovered> {
+        let held = next_state(
             MessageState::Sending,
             MessageKind::Sms,
-            &Event::Recover(policy),
+            &Event::Recover(AmbiguousPolicy::Hold),
         )?;
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO events (message_id, at, from_state, to_state, detail)
-             SELECT id, ?, 'sending', ?, 'recovered after the previous run stopped mid-send'
-             FROM messages WHERE campaign_id = ? AND state = 'sending'",
-        )
-        .bind(now)
-        .bind(to.as_str())
-        .bind(campaign_id)
-        .execute(&mut *tx)
-        .await?;
-        let reason = match policy {
-            AmbiguousPolicy::Hold => {
-                Some("in flight when a run stopped; may or may not have been sent")
-            }
-            AmbiguousPolicy::Retry => None,
+        let retried = next_state(
+            MessageState::Sending,
+            MessageKind::Sms,
+            &Event::Recover(AmbiguousPolicy::Retry),
+        )?;
+        // Claims count attempts, so `attempts` includes the crashed one.
+        let retry_below = match policy {
+            AmbiguousPolicy::Hold => 0,
+            AmbiguousPolicy::Retry => max_attempts,
         };
-        let done = sqlx::query(
-            "UPDATE messages SET state = ?, reason = ?, final_at = CASE WHEN ? = 'unknown' THEN ? END
+        let held_reason = match policy {
+            AmbiguousPolicy::Hold => {
+                "in flight when a run stopped; may or may not have been sent".to_owned()
+            }
+            AmbiguousPolicy::Retry => format!(
+                "in flight when a run stopped, at its last attempt (--max-attempts \
+                 {max_attempts}); may or may not have been sent; \
+                 `bpsms retry --state unknown` sends it again"
+            ),
+        };
+        let mut tx = self.begin().await?;
+        for (to, attempts_test) in [(held, ">="), (retried, "<")] {
+            let source = format!(
+                "SELECT id, 'recovered after the previous run stopped mid-send' AS detail
+                 FROM messages
+                 WHERE campaign_id = ?2 AND state = 'sending' AND attempts {attempts_test} ?3"
+            );
+            sqlx::query(&events::append_sql(&source, 1, MessageState::Sending, to))
+                .bind(now)
+                .bind(campaign_id)
+                .bind(retry_below)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let n_held = sqlx::query(
+            "UPDATE messages SET state = ?, reason = ?, final_at = ?
+             WHERE campaign_id = ? AND state = 'sending' AND attempts >= ?",
+        )
+        .bind(held.as_str())
+        .bind(held_reason)
+        .bind(now)
+        .bind(campaign_id)
+        .bind(retry_below)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let n_requeued = sqlx::query(
+            "UPDATE messages SET state = ?, reason = NULL
              WHERE campaign_id = ? AND state = 'sending'",
         )
-        .bind(to.as_str())
-        .bind(reason)
-        .bind(to.as_str())
-        .bind(now)
+        .bind(retried.as_str())
         .bind(campaign_id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok(Recovered {
+            held: n_held,
+            requeued: n_requeued,
+        })
     }
 
     /// True while some message of the campaign is waiting to be sent.
@@ -153,12 +190,46 @@ impl Store {
     }
 }
 
+/// What [`Store::recover_sending`] did with the messages a dead run left
+/// in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Now `unknown`: not sent again unless the operator says so.
+    pub held: u64,
+    /// Back to `pending`, to be sent again.
+    pub requeued: u64,
+}
+
 /// Messages to claim for sending: the first `limit` pending ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claim {
     pub campaign_id: i64,
     pub limit: usize,
 }
+
+/// The claim as one script (see [`claim_in`]); `?1` is the time, `?2` the
+/// campaign, `?3` the limit.
+static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "CREATE TEMP TABLE IF NOT EXISTS claimed (id INTEGER PRIMARY KEY);
+         DELETE FROM temp.claimed;
+         INSERT INTO temp.claimed (id)
+           SELECT id FROM messages WHERE campaign_id = ?2 AND state = 'pending'
+           ORDER BY id LIMIT ?3;
+         {append_events};
+         UPDATE messages SET state = 'sending', attempts = attempts + 1, reason = NULL
+           WHERE id IN temp.claimed AND state = 'pending';
+         SELECT json_group_array(json_array(m.id, m.row_number, m.phone_e164, m.kind,
+                                            m.body, m.media_urls, m.attempts))
+           FROM temp.claimed AS c CROSS JOIN messages AS m ON m.id = c.id",
+        append_events = events::append_sql(
+            "SELECT id, NULL AS detail FROM temp.claimed",
+            1,
+            MessageState::Pending,
+            MessageState::Sending,
+        )
+    )
+});
 
 /// Claims `claim` inside the caller's transaction: its messages become
 /// `sending` with one more attempt, each with its event.
@@ -172,25 +243,12 @@ pub(super) async fn claim_in(
     // result over separately, which at a few hundred rows per claim cost
     // more than the claim itself. The claimed ids go through a temporary
     // table, and the messages come back as one JSON array.
-    let rows = sqlx::query(
-        "CREATE TEMP TABLE IF NOT EXISTS claimed (id INTEGER PRIMARY KEY);
-         DELETE FROM temp.claimed;
-         INSERT INTO temp.claimed (id)
-           SELECT id FROM messages WHERE campaign_id = ?2 AND state = 'pending'
-           ORDER BY id LIMIT ?3;
-         INSERT INTO events (message_id, at, from_state, to_state)
-           SELECT id, ?1, 'pending', 'sending' FROM temp.claimed;
-         UPDATE messages SET state = 'sending', attempts = attempts + 1, reason = NULL
-           WHERE id IN temp.claimed AND state = 'pending';
-         SELECT json_group_array(json_array(m.id, m.row_number, m.phone_e164, m.kind,
-                                            m.body, m.media_urls, m.attempts))
-           FROM temp.claimed AS c CROSS JOIN messages AS m ON m.id = c.id",
-    )
-    .bind(now)
-    .bind(claim.campaign_id)
-    .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
-    .fetch_all(&mut **tx)
-    .await?;
+    let rows = sqlx::query(&CLAIM_SQL)
+        .bind(now)
+        .bind(claim.campaign_id)
+        .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut **tx)
+        .await?;
     let json: String = match rows.last() {
         Some(row) => row.try_get(0)?,
         None => return Err(StoreError::Corrupt("the claim returned nothing".into())),
@@ -269,11 +327,11 @@ mod tests {
         ] {
             let (_dir, store, campaign_id) = campaign_of(3).await;
             claim_batch(&store, campaign_id, 2, 5).await;
-            let n = store
-                .recover_sending(campaign_id, policy, 9)
+            let recovered_counts = store
+                .recover_sending(campaign_id, policy, 5, 9)
                 .await
                 .expect("recover");
-            assert_eq!(n, 2);
+            assert_eq!(recovered_counts.held + recovered_counts.requeued, 2);
             assert_eq!(state_of(&store, 1).await, recovered.as_str());
             assert_eq!(state_of(&store, 3).await, "pending");
             let events: i64 = sqlx::query_scalar(
@@ -285,6 +343,82 @@ mod tests {
             .expect("events");
             assert_eq!(events, 2);
         }
+    }
+
+    /// Under retry, the attempt a crash interrupted counts: a message
+    /// claimed `max_attempts` times is held as `unknown` at the next
+    /// recovery, with a reason that says what to do, never claimed again.
+    #[tokio::test]
+    async fn recovery_under_retry_holds_a_message_at_its_last_attempt() {
+        let (_dir, store, campaign_id) = campaign_of(2).await;
+        // Message 1 is caught in flight twice, message 2 once.
+        claim_batch(&store, campaign_id, 1, 5).await;
+        let first = store
+            .recover_sending(campaign_id, AmbiguousPolicy::Retry, 2, 6)
+            .await
+            .expect("first recovery");
+        assert_eq!(
+            first,
+            Recovered {
+                held: 0,
+                requeued: 1
+            }
+        );
+        assert_eq!(state_of(&store, 1).await, "pending");
+        let claimed = claim_batch(&store, campaign_id, 2, 7).await;
+        assert_eq!(
+            claimed
+                .iter()
+                .map(|m| (m.message_id, m.attempts))
+                .collect::<Vec<_>>(),
+            vec![(1, 2), (2, 1)]
+        );
+        let second = store
+            .recover_sending(campaign_id, AmbiguousPolicy::Retry, 2, 8)
+            .await
+            .expect("second recovery");
+        assert_eq!(
+            second,
+            Recovered {
+                held: 1,
+                requeued: 1
+            }
+        );
+        assert_eq!(state_of(&store, 1).await, "unknown");
+        assert_eq!(state_of(&store, 2).await, "pending");
+        let (reason, final_at): (String, Option<i64>) =
+            sqlx::query_as("SELECT reason, final_at FROM messages WHERE id = 1")
+                .fetch_one(&store.pool)
+                .await
+                .expect("row");
+        assert!(reason.contains("--max-attempts 2"), "{reason}");
+        assert!(reason.contains("bpsms retry --state unknown"), "{reason}");
+        assert_eq!(final_at, Some(8));
+        let history: Vec<(String, String)> = sqlx::query_as(
+            "SELECT from_state, to_state FROM events WHERE message_id = 1 ORDER BY seq",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("history");
+        let pairs: Vec<(&str, &str)> = history
+            .iter()
+            .map(|(from, to)| (from.as_str(), to.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("pending", "sending"),
+                ("sending", "pending"),
+                ("pending", "sending"),
+                ("sending", "unknown")
+            ]
+        );
+        // Only message 2 is left to claim.
+        let next = claim_batch(&store, campaign_id, 2, 9).await;
+        assert_eq!(
+            next.iter().map(|m| m.message_id).collect::<Vec<_>>(),
+            vec![2]
+        );
     }
 
     /// An operator retry puts messages back to `pending` as they were before

@@ -247,6 +247,17 @@ async fn rows_that_import_each_with_its_own_outcome() {
                 pending("+5511912345678"),
             ],
         ),
+        // Every script's decimal digits are digits: row 5 is row 1 again.
+        imported(
+            "other_scripts.csv",
+            vec![
+                pending("+14155550101"),
+                pending("+442079460958"),
+                pending("+919876543210"),
+                pending("+14155550102"),
+                duplicate_of_row_1("+14155550101"),
+            ],
+        ),
         imported(
             "duplicates.csv",
             vec![

@@ -170,7 +170,7 @@ pub async fn kill_and_resume(
     let mut kills = Vec::new();
     // Every claim of a message caught in `sending` at a kill, by message id.
     let mut caught: HashMap<i64, HashSet<i64>> = HashMap::new();
-    let mut previous: HashSet<i64> = HashSet::new();
+    let mut previous: HashSet<(i64, i64)> = HashSet::new();
     let mut snapshot = Snapshot::read(world).await;
 
     for index in 0..n_kills {
@@ -205,11 +205,11 @@ pub async fn kill_and_resume(
         }
 
         snapshot = Snapshot::read(world).await;
-        let now_in_flight: HashSet<i64> = snapshot.in_flight.iter().map(|&(_, c)| c).collect();
+        let now_in_flight: HashSet<(i64, i64)> = snapshot.in_flight.iter().copied().collect();
         let mut new_ids = Vec::new();
         for &(message_id, claim) in &snapshot.in_flight {
             caught.entry(message_id).or_default().insert(claim);
-            if !previous.contains(&claim) {
+            if !previous.contains(&(message_id, claim)) {
                 new_ids.push(message_id);
             }
         }
@@ -354,7 +354,7 @@ struct Snapshot {
     schema_exists: bool,
     campaign_exists: bool,
     counts: HashMap<String, usize>,
-    /// (message id, id of the event that claimed it) of every `sending` row.
+    /// (message id, `seq` of the event that claimed it) of every `sending` row.
     in_flight: Vec<(i64, i64)>,
 }
 
@@ -398,7 +398,7 @@ impl Snapshot {
         .await
         .expect("count states");
         let in_flight: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT m.id, MAX(e.id) FROM messages m
+            "SELECT m.id, MAX(e.seq) FROM messages m
              JOIN events e ON e.message_id = m.id AND e.to_state = 'sending'
              WHERE m.campaign_id = ? AND m.state = 'sending' GROUP BY m.id",
         )
@@ -828,4 +828,107 @@ async fn ctrl_c_mid_send_exits_130_and_resume_completes_without_duplicates() {
     );
     assert_eq!(duplicates, 0, "nobody sent twice");
     assert_eq!(ledger.len(), n_recipients);
+}
+
+/// `--on-ambiguous retry` counts the attempt a crash interrupted: killed
+/// again and again while the same messages are in flight, no recipient gets
+/// more Send requests than `--max-attempts`, and a message caught at its
+/// last attempt ends `unknown`, saying so, instead of being sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_nine_in_retry_mode_never_sends_anyone_more_than_max_attempts() {
+    const MAX_ATTEMPTS: usize = 2;
+    const CONCURRENCY: u64 = 4;
+    const KILLS: usize = 5;
+    // Every Send is accepted at once but answered late, so each kill lands
+    // while the run's first requests are in flight, and the next run claims
+    // the same recovered messages first.
+    let world = World::start(Behaviour {
+        fault_slow: 1.0,
+        slow_delay: Duration::from_millis(500),
+        ..Behaviour::fast()
+    })
+    .await;
+    let n_recipients = 24;
+    let csv = world.write("attempts.csv", &recipients(n_recipients));
+    let (concurrency, max_attempts) = (CONCURRENCY.to_string(), MAX_ATTEMPTS.to_string());
+    let args = [
+        "send",
+        "--campaign",
+        CAMPAIGN,
+        "--csv",
+        path_str(&csv),
+        "--from",
+        FROM,
+        "--body",
+        "Hi {{first_name}}",
+        // One message per claim, so only the requests in flight are caught.
+        "--rate",
+        "100",
+        "--concurrency",
+        &concurrency,
+        "--poll-delay",
+        "300ms",
+        "--request-timeout",
+        "10s",
+        "--on-ambiguous",
+        "retry",
+        "--max-attempts",
+        &max_attempts,
+    ];
+    for index in 0..KILLS {
+        let mut command = world.command(&args);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        let base = world.stats();
+        let mut child = command.spawn().expect("start bpsms send");
+        let exited = wait_for(&world, &mut child, Trigger::Sends(CONCURRENCY), base).await;
+        assert!(exited.is_none(), "run {index} ended before its kill");
+        child.kill().expect("SIGKILL bpsms");
+        wait_child(child).await;
+    }
+    world.run(&args).await.assert_code(0);
+
+    let ledger = world.ledger();
+    let per_recipient = sends_per_recipient(&ledger);
+    let too_many: Vec<(&String, &usize)> = per_recipient
+        .iter()
+        .filter(|(_, &n)| n > MAX_ATTEMPTS)
+        .collect();
+    assert!(
+        too_many.is_empty(),
+        "sent more than --max-attempts {MAX_ATTEMPTS} times: {too_many:?}"
+    );
+    let rows = world.export(CAMPAIGN).await;
+    assert_eq!(rows.len(), n_recipients, "one export row per CSV data row");
+    let unknown: Vec<&HashMap<String, String>> =
+        rows.iter().filter(|r| r["state"] == "unknown").collect();
+    assert!(
+        !unknown.is_empty(),
+        "the kills caught some message at its last attempt"
+    );
+    for row in &rows {
+        match row["state"].as_str() {
+            "unknown" => assert!(
+                row["reason"].contains("last attempt")
+                    && row["reason"].contains("bpsms retry --state unknown"),
+                "row {}: {}",
+                row["row"],
+                row["reason"]
+            ),
+            "delivered" | "failed" => assert!(
+                ledger
+                    .iter()
+                    .any(|entry| entry.sid == row["sid"] && entry.to == row["phone_e164"]),
+                "row {}: its sid {} is not in the ledger",
+                row["row"],
+                row["sid"]
+            ),
+            state => panic!("row {} ended {state}", row["row"]),
+        }
+    }
+    eprintln!(
+        "max-attempts kill test: {} Sends for {n_recipients} recipients, {} `unknown` at their last attempt, most Sends to one recipient {}",
+        ledger.len(),
+        unknown.len(),
+        per_recipient.values().max().copied().unwrap_or(0)
+    );
 }

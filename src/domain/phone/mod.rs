@@ -447,13 +447,19 @@ fn is_separator(character: char) -> bool {
         )
 }
 
-/// An ASCII or full-width digit, as ASCII.
+/// Any Unicode decimal digit (general category Nd: ASCII, full-width,
+/// Arabic-Indic, Devanagari …) as its ASCII digit, read as libphonenumber
+/// reads it. ASCII stays on a fast path: the import reads every character.
 fn ascii_digit(character: char) -> Option<char> {
-    match character {
-        '0'..='9' => Some(character),
-        '\u{FF10}'..='\u{FF19}' => char::from_u32(u32::from(character) - 0xFF10 + u32::from('0')),
-        _ => None,
+    if character.is_ascii_digit() {
+        return Some(character);
     }
+    if character.is_ascii() {
+        return None;
+    }
+    let mut utf8 = [0; 4];
+    let digit = with_util(|util| util.normalize_digits_only(character.encode_utf8(&mut utf8)));
+    digit.chars().next()
 }
 
 /// Removes the ways spreadsheets are told to keep a cell as text: `="…"` and
@@ -846,14 +852,44 @@ mod tests {
         assert_eq!(Region::default().as_str(), "US");
     }
 
+    /// libphonenumber reads every Unicode decimal digit (Nd) as its digit,
+    /// whatever the script; other numerals (superscripts, fractions, Roman)
+    /// are not digits.
+    #[test]
+    fn decimal_digits_of_every_script_are_digits() {
+        let us = us();
+        for raw in [
+            "٤١٥-٥٥٥-٠١٠١",           // Arabic-Indic
+            "۴۱۵ ۵۵۵ ۰۱۰۱",           // Extended Arabic-Indic
+            "४१५ ५५५ ०१०१",           // Devanagari
+            "৪১৫ ৫৫৫ ০১০১",           // Bengali
+            "๔๑๕ ๕๕๕ ๐๑๐๑",           // Thai
+            "４１５ ５５５ ０１０１", // full-width
+            "𝟒𝟏𝟓 𝟓𝟓𝟓 𝟎𝟏𝟎𝟏",           // mathematical bold
+            "+١ 415 ٥٥٥ 0101",        // scripts mixed in one number
+            "٠٠١ ٤١٥ ٥٥٥ ٠١٠١",       // 00 in Arabic-Indic digits
+        ] {
+            check_valid(raw, &us, "+14155550101");
+        }
+        check_valid("+٤٤ ٢٠ ٧٩٤٦ ٠٩٥٨", &us, "+442079460958");
+        check_valid("۰۰۴۹ ۳۰ ۹۰۱۸۲۰", &region("GB"), "+4930901820");
+        for (raw, character) in [("415 555 010²", '²'), ("415 555 010½", '½')] {
+            let error = E164::parse(raw, &us).expect_err("not a digit");
+            assert!(
+                matches!(error, PhoneError::UnexpectedCharacter { character: c, .. } if c == character),
+                "{raw:?}: {error}"
+            );
+        }
+    }
+
     #[test]
     fn no_panic_on_arbitrary_input() {
         // A deterministic xorshift walk over characters that matter to the
         // parser, plus some that should not appear at all.
         const ALPHABET: &[char] = &[
             '0', '1', '2', '4', '5', '9', '+', '-', '(', ')', '.', ' ', 'x', 'e', 'E', '#', ';',
-            '=', ':', '"', '\'', '*', '/', '\u{00A0}', '\u{FF10}', '\u{FF0B}', 'é', '王', '\0',
-            't', 'l',
+            '=', ':', '"', '\'', '*', '/', '\u{00A0}', '\u{FF10}', '\u{FF0B}', '\u{0660}',
+            '\u{0969}', 'é', '王', '\0', 't', 'l',
         ];
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move || {

@@ -21,6 +21,7 @@ import csv
 import random
 import re
 import sys
+import unicodedata
 from pathlib import Path
 
 import phonenumbers
@@ -80,7 +81,7 @@ def project_before_length(raw, region):
         return "invalid", "an extension is refused: an SMS cannot be sent to an extension"
     if any(c.isalpha() for c in raw.removeprefix("tel:")):
         return "invalid", "letters are refused: a vanity number is more likely a typo in a CSV"
-    digits = "".join(c for c in raw.translate(str.maketrans("０１２３４５６７８９", "0123456789")) if c.isdigit())
+    digits = "".join(str(unicodedata.decimal(c)) for c in raw if c.isdecimal())
     plus = raw.lstrip(" (").startswith(("+", "＋"))
     if not plus and digits.startswith("00"):
         return google("+" + digits[2:], None), "00 starts an international number in every region"
@@ -159,6 +160,13 @@ def cases(rng):
         raw = "".join(rng.choice("0123456789 -.()" + LETTERS[:3]) for _ in range(rng.randint(1, 16)))
         if raw.strip(" -.()"):
             yield raw, rng.choice(DEFAULT_REGIONS)
+    # One number in the decimal digits of other scripts (Unicode Nd), which
+    # libphonenumber reads as the digits they are.
+    for zero in ["０", "٠", "۰", "०", "০", "๐", "߀", "၀", "᠐", "𝟎", "𝟘"]:
+        script = str.maketrans("0123456789", "".join(chr(ord(zero) + i) for i in range(10)))
+        for raw, region in [("415 555 0101", "US"), ("+44 20 7946 0958", "US"),
+                            ("00 49 30 901820", "GB"), ("+1 415 555 01", "US")]:
+            yield raw.translate(script), region
 
 
 def main():
