@@ -81,7 +81,9 @@ impl Store {
         };
         let held_reason = match policy {
             AmbiguousPolicy::Hold => {
-                "in flight when a run stopped; may or may not have been sent".to_owned()
+                "in flight when a run stopped; may or may not have been sent; \
+                 `bpsms retry --state unknown` sends it again"
+                    .to_owned()
             }
             AmbiguousPolicy::Retry => format!(
                 "in flight when a run stopped, at its last attempt (--max-attempts \
