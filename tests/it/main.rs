@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod check;
+mod durability;
 mod faults;
 mod fuzz_replay;
 mod harness;
