@@ -7,10 +7,12 @@
 #
 # BENCH_DIR (default /tmp/bpsms-bench) holds the generated files and
 # databases; BENCH_ROWS (default 1000000) sizes the import and end-to-end runs.
+# BENCH_BIN runs that binary instead of building target/release/bpsms, so that
+# two builds can be measured alternately (keep a copy of one).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$ROOT/target/release/bpsms
+BIN=${BENCH_BIN:-$ROOT/target/release/bpsms}
 DIR=${BENCH_DIR:-/tmp/bpsms-bench}
 ROWS=${BENCH_ROWS:-1000000}
 PORT=${BENCH_PORT:-18181}
@@ -22,7 +24,7 @@ cd "$DIR"
 export BPSMS_CLIENT_ID=demo BPSMS_CLIENT_SECRET=demo-secret BPSMS_BASE_URL=$SIM
 FROM=+16505550100
 
-(cd "$ROOT" && cargo build --release --quiet)
+[ -n "${BENCH_BIN:-}" ] || (cd "$ROOT" && cargo build --release --quiet)
 
 # `/usr/bin/time` as "seconds peak_kb".
 timed() { /usr/bin/time -f "%e %M" -o "$DIR/time.out" "$@"; cat "$DIR/time.out"; }

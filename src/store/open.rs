@@ -68,11 +68,13 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
-        // WAL keeps readers (status, export) off the writer's back; NORMAL
-        // synchronous mode loses nothing on a process crash, only possibly
-        // the last commits on a power loss.
+        // WAL keeps readers (status, export) off the writer's back. FULL
+        // syncs the log at every commit, so a claim (`sending`) is on disk
+        // before its requests leave and a power loss cannot turn it back
+        // into `pending`, which would send it twice. The recorder commits
+        // in batches, so that is one fsync per batch, not per message.
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true)
         // 8 KiB pages for a new database (an existing one keeps its

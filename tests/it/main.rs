@@ -4,6 +4,7 @@
 mod bad_input;
 mod check;
 mod command_errors;
+mod durability;
 mod errors;
 mod faults;
 mod fuzz_replay;
