@@ -195,7 +195,8 @@ bench_history() {
       ORDER BY message_id, $2" | md5sum | cut -c1-12
   }
   local before; before=$(history_digest "$DIR/history-old.db" id)
-  read -r s kb < <(timed "$BIN" --db "$DIR/history-old.db" status > /dev/null)
+  /usr/bin/time -f "%e %M" -o "$DIR/time.out" "$BIN" --db "$DIR/history-old.db" status > /dev/null
+  read -r s kb < "$DIR/time.out"
   local after; after=$(history_digest "$DIR/history-old.db" seq)
   echo "migrating it at open (bpsms status): ${s} s, ${kb} KB peak RSS; history md5 $before -> $after"
   echo "migrated:                     $(sizes "$DIR/history-old.db")"

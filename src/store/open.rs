@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Sqlite, Transaction};
 
 use super::{Result, Store, StoreError};
 
@@ -27,6 +29,7 @@ impl Store {
                 path: path.to_path_buf(),
                 error,
             })?;
+        announce_a_long_upgrade(&pool, path).await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
@@ -64,6 +67,34 @@ impl Store {
     }
 }
 
+/// Events from which converting the old history (migration 0003) takes long
+/// enough, a few seconds, that a silent pause would look like a hang.
+const LONG_UPGRADE_EVENTS: i64 = 300_000;
+
+/// Says so before a one-time upgrade that takes a while: converting a
+/// database's history to its compact form takes about 15 s per million
+/// messages.
+async fn announce_a_long_upgrade(pool: &SqlitePool, path: &Path) -> Result<()> {
+    let old_history: Option<String> =
+        sqlx::query_scalar("SELECT type FROM sqlite_master WHERE name = 'events'")
+            .fetch_optional(pool)
+            .await?;
+    if old_history.as_deref() != Some("table") {
+        return Ok(());
+    }
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    if events >= LONG_UPGRADE_EVENTS {
+        crate::errln!(
+            "Converting the history of {} to its compact form ({events} events; once, about \
+             5 s per million events)…",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn connect_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
@@ -80,6 +111,10 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         // 8 KiB pages for a new database (an existing one keeps its
         // size): fewer B-tree pages to split and write per imported row.
         .page_size(8192)
+        // sqlx warns of every statement slower than a second, with its whole
+        // SQL: on a million messages an upgrade or a report's percentile is
+        // slow by nature, and the operator's log is no place for SQL.
+        .disable_statement_logging()
 }
 
 #[cfg(test)]
