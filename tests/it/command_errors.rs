@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use bpsms::mock::Behaviour;
 
-use crate::harness::{path_str, recipients, World, FROM};
+use crate::harness::{path_str, recipients, World};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resume_of_an_unknown_campaign_points_to_status() {
@@ -16,21 +16,7 @@ async fn resume_of_an_unknown_campaign_points_to_status() {
     assert!(run.stderr.contains("no database at"), "{}", run.stderr);
     assert!(!world.db.exists(), "resume created a database");
 
-    let csv = world.write("r.csv", &recipients(3));
-    world
-        .run(&[
-            "import",
-            "--campaign",
-            "spring",
-            "--csv",
-            path_str(&csv),
-            "--from",
-            FROM,
-            "--body",
-            "Hi",
-        ])
-        .await
-        .assert_code(0);
+    world.import_recipients("spring", 3).await;
     let run = world.run(&["resume", "--campaign", "sprnig"]).await;
     run.assert_code(2);
     assert!(

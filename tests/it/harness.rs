@@ -74,6 +74,24 @@ impl World {
         path
     }
 
+    /// Imports `n` generated recipients as `campaign`, without sending.
+    pub async fn import_recipients(&self, campaign: &str, n: usize) {
+        let csv = self.write(&format!("{campaign}.csv"), &recipients(n));
+        self.run(&[
+            "import",
+            "--campaign",
+            campaign,
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi {{first_name}}",
+        ])
+        .await
+        .assert_code(0);
+    }
+
     /// `bpsms export --format csv`, parsed into one map per row.
     pub async fn export(&self, campaign: &str) -> Vec<HashMap<String, String>> {
         let run = self.run(&["export", "--campaign", campaign]).await;

@@ -142,21 +142,7 @@ async fn wait_for_exit(mut child: Child) -> Option<std::process::ExitStatus> {
 async fn export_into_a_reader_that_leaves_early_ends_quietly() {
     let world = World::start(Behaviour::fast()).await;
     // Enough rows that the export outlives head's first line.
-    let csv = world.write("r.csv", &recipients(20_000));
-    world
-        .run(&[
-            "import",
-            "--campaign",
-            "big",
-            "--csv",
-            path_str(&csv),
-            "--from",
-            crate::harness::FROM,
-            "--body",
-            "Hi {{first_name}}",
-        ])
-        .await
-        .assert_code(0);
+    world.import_recipients("big", 20_000).await;
     for format in ["csv", "json"] {
         let Output {
             status,
@@ -190,21 +176,7 @@ async fn export_onto_a_full_disk_fails() {
         return;
     }
     let world = World::start(Behaviour::fast()).await;
-    let csv = world.write("r.csv", &recipients(100));
-    world
-        .run(&[
-            "import",
-            "--campaign",
-            "c",
-            "--csv",
-            path_str(&csv),
-            "--from",
-            crate::harness::FROM,
-            "--body",
-            "Hi {{first_name}}",
-        ])
-        .await
-        .assert_code(0);
+    world.import_recipients("c", 100).await;
     let out = shell(&world, "bpsms export --campaign c > /dev/full").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
