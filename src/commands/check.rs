@@ -102,6 +102,25 @@ impl fmt::Display for CheckReport {
         writeln!(f, "  invalid     {:>9}", r.n_invalid)?;
         writeln!(f, "  duplicate   {:>9}", r.n_duplicate)?;
         writeln!(f, "  suppressed  {:>9}", r.n_suppressed)?;
+        if r.n_empty_placeholder > 0 {
+            let rows: Vec<String> = r
+                .empty_placeholder_rows
+                .iter()
+                .map(i64::to_string)
+                .collect();
+            let more = if r.n_empty_placeholder > rows.len() as i64 {
+                ", …"
+            } else {
+                ""
+            };
+            writeln!(
+                f,
+                "  warning: in {} message(s) a placeholder renders empty (rows {}{more}); \
+                 give it a default, e.g. {{{{first_name|there}}}}",
+                r.n_empty_placeholder,
+                rows.join(", ")
+            )?;
+        }
         if r.n_over_length > 0 {
             writeln!(
                 f,

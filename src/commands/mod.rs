@@ -160,6 +160,13 @@ fn print_import(name: &CampaignName, report: &ImportReport) {
         report.n_duplicate,
         report.n_suppressed
     );
+    if report.n_empty_placeholder > 0 {
+        crate::errln!(
+            "Warning: in {} message(s) a placeholder renders empty (first at row {}); give it a default, e.g. {{{{first_name|there}}}}",
+            report.n_empty_placeholder,
+            report.empty_placeholder_rows.first().copied().unwrap_or_default()
+        );
+    }
     if report.n_over_length > 0 {
         crate::errln!(
             "Warning: {} message(s) are over the length providers usually accept (1600 GSM-7 or 700 UCS-2 characters); they will be sent, unless you import with --over-length reject",

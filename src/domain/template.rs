@@ -10,8 +10,9 @@
 //! knows nothing about SMS lengths (see [`crate::domain::text`]).
 //!
 //! Syntax: `{{ name }}` is a placeholder (whitespace inside the braces is
-//! ignored); any other `{` or `}` is literal text. There is no escaping, no
-//! default value and no filter.
+//! ignored); `{{ name | default }}` renders `default` where the cell is empty
+//! (or only spaces) or the CSV has no such column; any other `{` or `}` is
+//! literal text. There is no escaping and no filter.
 
 /// Why a template could not be parsed or bound to the CSV header. The
 /// `Display` text is for people and says how to fix the template.
@@ -67,7 +68,10 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(String),
-    Placeholder(String),
+    Placeholder {
+        name: String,
+        default: Option<String>,
+    },
 }
 
 impl Template {
@@ -88,7 +92,10 @@ impl Template {
             if inside.contains("{{") {
                 return Err(TemplateError::Unclosed { line, column });
             }
-            let name = inside.trim();
+            let (name, default) = match inside.split_once('|') {
+                Some((name, default)) => (name.trim(), Some(default.trim().to_owned())),
+                None => (inside.trim(), None),
+            };
             if name.is_empty() {
                 return Err(TemplateError::EmptyPlaceholder { line, column });
             }
@@ -102,7 +109,10 @@ impl Template {
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
-            parts.push(Part::Placeholder(name.to_owned()));
+            parts.push(Part::Placeholder {
+                name: name.to_owned(),
+                default,
+            });
             cursor = close + 2;
         }
         literal.push_str(src.get(cursor..).unwrap_or_default());
@@ -116,7 +126,7 @@ impl Template {
     pub fn placeholders(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
         for part in &self.parts {
-            if let Part::Placeholder(name) = part {
+            if let Part::Placeholder { name, .. } = part {
                 if !names.contains(&name.as_str()) {
                     names.push(name);
                 }
@@ -127,7 +137,8 @@ impl Template {
 
     /// Resolves every placeholder to a column of `headers`: the column with
     /// exactly that name, else the only one equal to it ignoring case (and a
-    /// byte order mark or spaces around the header).
+    /// byte order mark or spaces around the header). A placeholder with a
+    /// default may name no column: it then always renders its default.
     pub fn bind(&self, headers: &[String]) -> Result<BoundTemplate, TemplateError> {
         let mut parts = Vec::with_capacity(self.parts.len());
         let mut literal_len = 0;
@@ -137,8 +148,18 @@ impl Template {
                     literal_len += text.len();
                     parts.push(BoundPart::Literal(text.clone()));
                 }
-                Part::Placeholder(name) => {
-                    parts.push(BoundPart::Column(column_index(name, headers)?));
+                Part::Placeholder { name, default } => {
+                    parts.push(match (column_index(name, headers), default) {
+                        (Ok(index), default) => BoundPart::Column {
+                            index,
+                            default: default.clone(),
+                        },
+                        (Err(TemplateError::MissingColumn { .. }), Some(default)) => {
+                            literal_len += default.len();
+                            BoundPart::Literal(default.clone())
+                        }
+                        (Err(error), _) => return Err(error),
+                    });
                 }
             }
         }
@@ -157,7 +178,11 @@ pub struct BoundTemplate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum BoundPart {
     Literal(String),
-    Column(usize),
+    Column {
+        index: usize,
+        /// What an empty cell renders as; `None`: nothing.
+        default: Option<String>,
+    },
 }
 
 impl BoundTemplate {
@@ -170,16 +195,29 @@ impl BoundTemplate {
     }
 
     /// Like [`BoundTemplate::render`], but clears `out` and writes into it, so
-    /// one buffer serves every row.
-    pub fn render_into(&self, record: &csv::StringRecord, out: &mut String) {
+    /// one buffer serves every row. Returns whether a placeholder without a
+    /// default rendered empty (`Hi , your appointment…`), which `check`
+    /// warns of.
+    pub fn render_into(&self, record: &csv::StringRecord, out: &mut String) -> bool {
         out.clear();
         out.reserve(self.literal_len);
+        let mut left_empty = false;
         for part in &self.parts {
             match part {
                 BoundPart::Literal(text) => out.push_str(text),
-                BoundPart::Column(index) => out.push_str(record.get(*index).unwrap_or_default()),
+                BoundPart::Column { index, default } => {
+                    let cell = record.get(*index).unwrap_or_default();
+                    match default {
+                        Some(default) if cell.trim().is_empty() => out.push_str(default),
+                        _ => {
+                            left_empty |= cell.trim().is_empty();
+                            out.push_str(cell);
+                        }
+                    }
+                }
             }
         }
+        left_empty
     }
 }
 
@@ -315,7 +353,14 @@ mod tests {
             .iter()
             .map(|part| match part {
                 Part::Literal(text) => format!("L:{text}"),
-                Part::Placeholder(name) => format!("P:{name}"),
+                Part::Placeholder {
+                    name,
+                    default: None,
+                } => format!("P:{name}"),
+                Part::Placeholder {
+                    name,
+                    default: Some(default),
+                } => format!("P:{name}|{default}"),
             })
             .collect()
     }
@@ -368,6 +413,54 @@ mod tests {
         check_parse("}} before", &["L:}} before"]);
         check_parse("{{a}}}", &["P:a", "L:}"]);
         check_parse("JSON: {\"k\": 1}", &["L:JSON: {\"k\": 1}"]);
+    }
+
+    #[test]
+    fn a_default_fills_an_empty_cell_or_a_missing_column() {
+        check_parse(
+            "Hi {{ first_name | there }}",
+            &["L:Hi ", "P:first_name|there"],
+        );
+        check_parse("{{a|}}{{b|x|y}}", &["P:a|", "P:b|x|y"]);
+        let header = ["phone", "first_name"];
+        check_render("Hi {{first_name|there}}", &header, &["1", "Ann"], "Hi Ann");
+        check_render("Hi {{first_name|there}}", &header, &["1", ""], "Hi there");
+        check_render("Hi {{first_name|there}}", &header, &["1", "  "], "Hi there");
+        // A short row has no cell: the default too.
+        check_render("Hi {{first_name|there}}", &header, &["1"], "Hi there");
+        // No such column: always the default, never an error.
+        check_render(
+            "Hi {{nickname|friend}}",
+            &header,
+            &["1", "Ann"],
+            "Hi friend",
+        );
+        check_parse_error(
+            "Hi {{|there}}",
+            "the template has an empty placeholder at line 1, column 4; put a column name \
+             between the braces, e.g. {{first_name}}",
+        );
+    }
+
+    #[test]
+    fn rendering_says_when_a_placeholder_without_default_came_out_empty() {
+        let header = headers(&["phone", "first_name", "city"]);
+        let bound = |src: &str| {
+            Template::parse(src)
+                .expect("parses")
+                .bind(&header)
+                .expect("binds")
+        };
+        let mut out = String::new();
+        let row = |cells: &[&str]| csv::StringRecord::from(cells.to_vec());
+        let plain = bound("Hi {{first_name}}, see you in {{city}}");
+        assert!(!plain.render_into(&row(&["1", "Ann", "Oslo"]), &mut out));
+        assert!(plain.render_into(&row(&["1", "", "Oslo"]), &mut out));
+        assert_eq!(out, "Hi , see you in Oslo");
+        assert!(plain.render_into(&row(&["1", "Ann", " "]), &mut out));
+        let defaulted = bound("Hi {{first_name|there}}");
+        assert!(!defaulted.render_into(&row(&["1", "", "Oslo"]), &mut out));
+        assert!(!bound("No placeholder").render_into(&row(&["1", "", ""]), &mut out));
     }
 
     #[test]

@@ -81,6 +81,11 @@ pub struct ImportReport {
     pub n_suppressed: i64,
     /// Messages longer than a provider typically accepts (sent anyway).
     pub n_over_length: i64,
+    /// Messages to send in which a placeholder without a default rendered
+    /// empty (`Hi , your appointment…`), duplicates included.
+    pub n_empty_placeholder: i64,
+    /// The first few of their row numbers, to show.
+    pub empty_placeholder_rows: Vec<i64>,
     pub n_mms: i64,
 }
 
@@ -230,6 +235,9 @@ struct ReadBatch {
     held: PreparedRows,
 }
 
+/// How many rows with an empty placeholder an import reports by number.
+const EMPTY_PLACEHOLDER_ROWS_SHOWN: usize = 5;
+
 impl ImportReport {
     fn count(&mut self, message: &NewMessage) {
         self.n_rows += 1;
@@ -245,6 +253,12 @@ impl ImportReport {
         }
         if message.over_length && message.state == MessageState::Pending {
             self.n_over_length += 1;
+        }
+        if message.empty_placeholder && message.state == MessageState::Pending {
+            self.n_empty_placeholder += 1;
+            if self.empty_placeholder_rows.len() < EMPTY_PLACEHOLDER_ROWS_SHOWN {
+                self.empty_placeholder_rows.push(message.row_number);
+            }
         }
     }
 
@@ -552,10 +566,13 @@ impl RowRules {
         let columns = &self.columns;
         let phone_raw = record.get(columns.phone).unwrap_or("").to_string();
         body.clear();
-        match &self.template {
+        let empty_placeholder = match &self.template {
             Some(template) => template.render_into(record, body),
-            None => body.push_str(columns.body.and_then(|i| record.get(i)).unwrap_or("")),
-        }
+            None => {
+                body.push_str(columns.body.and_then(|i| record.get(i)).unwrap_or(""));
+                false
+            }
+        };
         let media = columns
             .media
             .and_then(|i| record.get(i))
@@ -617,6 +634,7 @@ impl RowRules {
             state,
             reason: reason.or(suppressed),
             over_length,
+            empty_placeholder,
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct NewMessage {
     pub reason: Option<String>,
     /// Longer than providers usually accept; sent anyway, reported at import.
     pub over_length: bool,
+    /// A placeholder without a default rendered empty; `check` warns of it.
+    pub empty_placeholder: bool,
 }
 
 /// The process running a campaign.

@@ -53,6 +53,7 @@ pub fn pending_row(row: i64, number: &str, kind: MessageKind) -> NewMessage {
         state: MessageState::Pending,
         reason: None,
         over_length: false,
+        empty_placeholder: false,
     }
 }
 

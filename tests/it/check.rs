@@ -147,3 +147,73 @@ async fn a_suppression_list_given_on_resume_stops_messages_not_yet_sent() {
         .iter()
         .all(|e| e.to != "+14152000000" && e.to != "+14152000001"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_warns_of_placeholders_that_render_empty_and_defaults_fill_them() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write(
+        "r.csv",
+        "phone,first_name\n\
+         4155550101,Ann\n\
+         4155550102,\n\
+         4155550103,Cy\n\
+         4155550104,  \n",
+    );
+    let check = |body: &'static str| {
+        let csv = path_str(&csv).to_owned();
+        let world = &world;
+        async move {
+            let run = world
+                .run(&["check", "--csv", &csv, "--body", body, "--preview", "4"])
+                .await;
+            run.assert_code(0);
+            run.stdout
+        }
+    };
+    let plain = check("Hi {{first_name}}, your order is ready").await;
+    assert!(
+        plain.contains("in 2 message(s) a placeholder renders empty (rows 2, 4)")
+            && plain.contains("{{first_name|there}}"),
+        "{plain}"
+    );
+    assert!(plain.contains("Hi , your order is ready"), "{plain}");
+
+    let defaulted = check("Hi {{first_name|there}}, your order is ready").await;
+    assert!(!defaulted.contains("renders empty"), "{defaulted}");
+    assert!(
+        defaulted.contains("Hi there, your order is ready"),
+        "{defaulted}"
+    );
+    assert!(
+        defaulted.contains("Hi Ann, your order is ready"),
+        "{defaulted}"
+    );
+
+    // The import says so too.
+    let import = world
+        .run(&[
+            "import",
+            "--campaign",
+            "c",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            crate::harness::FROM,
+            "--body",
+            "Hi {{first_name}}",
+        ])
+        .await;
+    import.assert_code(0);
+    assert!(
+        import
+            .stderr
+            .contains("in 2 message(s) a placeholder renders empty (first at row 2)"),
+        "{}",
+        import.stderr
+    );
+
+    // A column the file does not have, with a default, is the default.
+    let absent = check("Hi {{nickname|friend}}").await;
+    assert_eq!(absent.matches("Hi friend").count(), 4, "{absent}");
+    assert!(world.ledger().is_empty());
+}
