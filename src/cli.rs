@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::import::consent::Requirement;
 use crate::import::{parse_delimiter, FileEncoding};
 #[cfg(feature = "simulator")]
 use crate::mock::MockArgs;
@@ -127,6 +128,11 @@ pub struct ContentArgs {
     /// [default: warn].
     #[arg(long, value_enum, value_name = "POLICY")]
     pub over_length: Option<OverLength>,
+    /// Consent: text only rows whose COLUMN holds VALUE (ignoring case and
+    /// spaces), e.g. --require "SMS Opt In=yes"; other rows are suppressed.
+    /// Repeatable: every one must hold.
+    #[arg(long = "require", value_name = "COLUMN=VALUE")]
+    pub require: Vec<Requirement>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -16,6 +16,7 @@ use crate::cli::{parse_duration, ContentArgs, GlobalArgs, OnAmbiguous, OverLengt
 use crate::domain::ids::CampaignName;
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::AmbiguousPolicy;
+use crate::import::consent::Requirement;
 use crate::import::SourceOptions;
 use crate::secret::SecretString;
 use crate::shell::shell_word;
@@ -96,6 +97,8 @@ pub struct Content {
     pub region: Region,
     pub source: SourceOptions,
     pub reject_over_length: bool,
+    /// `--require COLUMN=VALUE`, in the order given.
+    pub requirements: Vec<Requirement>,
 }
 
 impl Content {
@@ -367,6 +370,7 @@ impl Config {
                 encoding: args.encoding.unwrap_or_default(),
             },
             reject_over_length: args.over_length == Some(OverLength::Reject),
+            requirements: args.require.clone(),
         })
     }
 }

@@ -64,6 +64,7 @@ pub fn import_rows(data: &[u8]) {
         },
         suppression: Arc::new(SuppressionList::default()),
         reject_over_length: options & 8 != 0,
+        requirements: Vec::new(),
         // Not read while rows are read.
         settings: CampaignSettings {
             rate: config::DEFAULT_RATE,

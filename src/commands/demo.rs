@@ -74,6 +74,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
         source: Default::default(),
         suppression: Default::default(),
         reject_over_length: false,
+        requirements: Vec::new(),
         settings: settings.campaign.clone(),
     };
     let report = import::import(&store, &spec, now_ms()).await?;

@@ -133,6 +133,7 @@ fn import_spec(
         source: content.source,
         suppression: Arc::new(suppression),
         reject_over_length: content.reject_over_length,
+        requirements: content.requirements.clone(),
         settings: settings.campaign.clone(),
     })
 }

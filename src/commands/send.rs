@@ -211,6 +211,17 @@ fn check_same_campaign(campaign: &Campaign, content: &Content) -> Result<(), Fai
             return Err(refuse(format!("phone column {:?}", campaign.phone_column)));
         }
     }
+    let requirements = import::consent::stored_form(&content.requirements);
+    if !content.requirements.is_empty() && requirements != campaign.requirements {
+        return Err(refuse(if campaign.requirements.is_empty() {
+            "no --require".to_owned()
+        } else {
+            format!(
+                "--require {}",
+                campaign.requirements.replace('\n', " --require ")
+            )
+        }));
+    }
     if let Some(region) = content.region_flag {
         let stored_region = stored_region(campaign)?;
         if region != stored_region {

@@ -8,6 +8,7 @@
 //! `suppressed`) with its reason; a file that cannot be read as CSV at all
 //! stops the import before anything is sent.
 
+pub mod consent;
 mod seen;
 mod source;
 
@@ -28,6 +29,7 @@ use crate::store::{
     CampaignSettings, HeldDuplicates, NewCampaign, NewMessage, PreparedRows, Store, StoreError,
 };
 use crate::suppress::SuppressionList;
+use consent::{BoundRequirement, Requirement};
 use seen::SeenNumbers;
 use source::QuoteTracker;
 
@@ -59,6 +61,9 @@ pub struct ImportSpec {
     pub suppression: Arc<SuppressionList>,
     /// Make over-length SMS `invalid` instead of sending them with a warning.
     pub reject_over_length: bool,
+    /// `--require`: rows whose column does not hold the value are
+    /// `suppressed`.
+    pub requirements: Vec<Requirement>,
     pub settings: CampaignSettings,
 }
 
@@ -127,6 +132,15 @@ pub enum ImportError {
         names = PHONE_COLUMNS.join(", ")
     )]
     NoPhoneColumn { path: PathBuf, headers: String },
+    #[error(
+        "{path}: --require {column:?}: no such column in the header (the header has: {headers}); \
+         name the column that records consent"
+    )]
+    RequiredColumnMissing {
+        path: PathBuf,
+        column: String,
+        headers: String,
+    },
     #[error("{path}: --phone-column {name:?} is not in the header (the header has: {headers})")]
     PhoneColumnMissing {
         path: PathBuf,
@@ -209,6 +223,7 @@ pub async fn import(
                 body_template: spec.body_template.clone(),
                 default_region: spec.region.as_str().to_string(),
                 phone_column: layout.phone_column,
+                requirements: consent::stored_form(&spec.requirements),
                 settings: spec.settings.clone(),
             },
             now,
@@ -299,6 +314,7 @@ struct Columns {
 struct RowRules {
     columns: Columns,
     template: Option<BoundTemplate>,
+    requirements: Vec<BoundRequirement>,
     region: Region,
     suppression: Arc<SuppressionList>,
     reject_over_length: bool,
@@ -360,12 +376,14 @@ impl<R: Read> RecipientTable<R> {
             Some(source) => Some(bind_template(path, source, &headers)?),
             None => None,
         };
+        let requirements = bind_requirements(spec, &headers)?;
         Ok(RecipientTable {
             path: path.clone(),
             csv,
             rules: RowRules {
                 columns,
                 template,
+                requirements,
                 region: spec.region,
                 suppression: spec.suppression.clone(),
                 reject_over_length: spec.reject_over_length,
@@ -488,6 +506,29 @@ fn bind_template(
         unique_column(path, headers, |h| h == name)?;
     }
     template.bind(headers).map_err(template_error)
+}
+
+/// Ties each `--require` to its column, matched as the phone column is
+/// (ignoring case and a byte order mark or spaces around the header).
+fn bind_requirements(
+    spec: &ImportSpec,
+    headers: &[String],
+) -> Result<Vec<BoundRequirement>, ImportError> {
+    let path = &spec.csv_path;
+    spec.requirements
+        .iter()
+        .map(|requirement| {
+            let wanted = requirement.column.to_lowercase();
+            let clean = |h: &str| h.trim_start_matches('\u{FEFF}').trim().to_lowercase();
+            unique_column(path, headers, |h| clean(h) == wanted)?
+                .map(|index| BoundRequirement::new(requirement, index))
+                .ok_or_else(|| ImportError::RequiredColumnMissing {
+                    path: path.clone(),
+                    column: requirement.column.clone(),
+                    headers: headers.join(", "),
+                })
+        })
+        .collect()
 }
 
 /// The position of the one column `matches` picks, refusing a header that
@@ -613,7 +654,10 @@ impl RowRules {
             }),
         };
         let suppressed = match (&phone, &reason) {
-            (Ok(number), None) => self.suppression.reason(number.as_str()),
+            (Ok(number), None) => self
+                .suppression
+                .reason(number.as_str())
+                .or_else(|| self.requirements.iter().find_map(|r| r.refusal(record))),
             _ => None,
         };
         let state = match (&reason, &suppressed) {

@@ -26,9 +26,9 @@ impl Store {
         let mut tx = self.begin().await?;
         let campaign_id: i64 = sqlx::query(
             "INSERT INTO campaigns (name, csv_path, csv_sha256, from_number, body_template,
-               default_region, phone_column, rate, concurrency, poll_delay_ms, track_for_ms,
-               on_ambiguous, n_rows, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id",
+               default_region, phone_column, requirements, rate, concurrency, poll_delay_ms,
+               track_for_ms, on_ambiguous, n_rows, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id",
         )
         .bind(campaign.name.as_str())
         .bind(&campaign.csv_path)
@@ -37,6 +37,7 @@ impl Store {
         .bind(&campaign.body_template)
         .bind(&campaign.default_region)
         .bind(&campaign.phone_column)
+        .bind(&campaign.requirements)
         .bind(campaign.settings.rate)
         .bind(i64::from(campaign.settings.concurrency))
         .bind(duration_ms(campaign.settings.poll_delay))

@@ -35,6 +35,8 @@ pub struct Campaign {
     pub body_template: Option<String>,
     pub default_region: String,
     pub phone_column: String,
+    /// `--require` rules, one `column=value` per line; empty: none.
+    pub requirements: String,
     pub settings: CampaignSettings,
     pub n_rows: i64,
     pub created_at: i64,
@@ -50,6 +52,8 @@ pub struct NewCampaign {
     pub body_template: Option<String>,
     pub default_region: String,
     pub phone_column: String,
+    /// `--require` rules, one `column=value` per line; empty: none.
+    pub requirements: String,
     pub settings: CampaignSettings,
 }
 
@@ -192,6 +196,7 @@ impl Campaign {
             body_template: row.try_get("body_template")?,
             default_region: row.try_get("default_region")?,
             phone_column: row.try_get("phone_column")?,
+            requirements: row.try_get("requirements")?,
             settings: CampaignSettings {
                 rate: row.try_get("rate")?,
                 concurrency: u32::try_from(concurrency)

@@ -28,6 +28,7 @@ pub fn new_campaign() -> NewCampaign {
         csv_sha256: String::new(),
         from_number: "+16505550100".into(),
         body_template: None,
+        requirements: String::new(),
         default_region: "US".into(),
         phone_column: "phone".into(),
         settings: CampaignSettings {

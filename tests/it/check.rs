@@ -217,3 +217,83 @@ async fn check_warns_of_placeholders_that_render_empty_and_defaults_fill_them() 
     assert_eq!(absent.matches("Hi friend").count(), 4, "{absent}");
     assert!(world.ledger().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn require_texts_only_rows_that_consent_and_a_resume_keeps_the_rule() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write(
+        "crm.csv",
+        "Phone,first_name,SMS Opt In\n\
+         4155550101,Ann,Yes\n\
+         4155550102,Bob,no\n\
+         4155550103,Cy,\n\
+         4155550104,Di, YES \n",
+    );
+    let send = |extra: &'static [&'static str]| {
+        let mut args = send_args("crm", path_str(&csv), &[]);
+        args.extend(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let world = &world;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            world.run(&args).await
+        }
+    };
+
+    // A column the file does not have: refused before anything is stored.
+    let missing = run(send(&["--require", "Opt In=yes"])).await;
+    missing.assert_code(2);
+    assert!(
+        missing
+            .stderr
+            .contains("--require \"Opt In\": no such column")
+            && missing.stderr.contains("SMS Opt In"),
+        "{}",
+        missing.stderr
+    );
+    assert!(world.ledger().is_empty());
+    let malformed = run(send(&["--require", "SMS Opt In"])).await;
+    malformed.assert_code(2);
+    assert!(
+        malformed.stderr.contains("COLUMN=VALUE"),
+        "{}",
+        malformed.stderr
+    );
+
+    run(send(&["--require", "sms opt in=yes"]))
+        .await
+        .assert_code(0);
+    let rows = world.export("crm").await;
+    let by_phone = |phone: &str| {
+        rows.iter()
+            .find(|r| r["phone"] == phone)
+            .unwrap_or_else(|| panic!("row {phone}"))
+    };
+    assert_eq!(by_phone("4155550101")["state"], "delivered");
+    assert_eq!(by_phone("4155550104")["state"], "delivered");
+    for (phone, cell) in [("4155550102", "is \"no\""), ("4155550103", "is empty")] {
+        let row = by_phone(phone);
+        assert_eq!(row["state"], "suppressed");
+        assert!(
+            row["reason"].contains("\"sms opt in\"") && row["reason"].contains(cell),
+            "{row:?}"
+        );
+    }
+    let texted: Vec<String> = world.ledger().iter().map(|e| e.to.clone()).collect();
+    assert_eq!(texted.len(), 2, "{texted:?}");
+
+    // The same command resumes; another rule is refused.
+    run(send(&["--require", "sms opt in=yes"]))
+        .await
+        .assert_code(0);
+    let changed = run(send(&["--require", "SMS Opt In=no"])).await;
+    changed.assert_code(2);
+    assert!(
+        changed.stderr.contains("--require sms opt in=yes"),
+        "{}",
+        changed.stderr
+    );
+    assert_eq!(world.ledger().len(), 2);
+}
