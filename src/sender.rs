@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiClient, FatalError, SendOutcome};
 use crate::clock::{duration_ms, rounded, Now};
 use crate::domain::ids::MessageSid;
-use crate::domain::state::{transition, AmbiguousPolicy, Event, MessageState, RemoteStatus};
+use crate::domain::state::{
+    transition, AmbiguousPolicy, Event, MessageState, RemoteStatus, UNKNOWN_ADVICE,
+};
 use crate::pacing::{
     rate_text, AdaptiveRate, Backoff, CircuitBreaker, EvenSchedule, RateCeiling, RateLimitNotices,
 };
@@ -50,13 +52,6 @@ const IDLE_WAKE: Duration = Duration::from_millis(200);
 /// cap.
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
-
-/// What the operator can do about an `unknown` message, at the end of its
-/// reason: nothing tells whether the API took it, so resending is the
-/// operator's decision.
-const UNKNOWN_HINT: &str = "it may or may not have been sent: check with the recipient or the \
-     tenant's Carrier Usage report before texting again; `bpsms retry --state unknown --campaign \
-     NAME` sends the campaign's unknown messages again";
 
 /// What the sender needs.
 pub struct SendContext {
@@ -366,7 +361,7 @@ fn decide(ctx: &SendContext, message: &ClaimedMessage, outcome: SendOutcome, now
             )
             .unwrap_or(MessageState::Unknown);
             let reason = match to {
-                MessageState::Unknown => format!("ambiguous answer: {detail}; {UNKNOWN_HINT}"),
+                MessageState::Unknown => format!("ambiguous answer: {detail}; {UNKNOWN_ADVICE}"),
                 _ => format!("ambiguous answer: {detail}"),
             };
             unsent(to, reason, true)

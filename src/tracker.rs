@@ -108,18 +108,14 @@ struct Shared {
 }
 
 impl Shared {
-    /// Notes whether the Get of `message_id` just answered learnt nothing;
+    /// Notes that the Get of `message_id` just answered learnt nothing;
     /// returns how many Gets in a row before it learnt nothing.
-    fn note_miss(&self, message_id: i64, missed: bool) -> u32 {
+    fn note_miss(&self, message_id: i64) -> u32 {
         // A panic while it was held leaves plain counts behind.
         let mut streaks = self
             .miss_streaks
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if !missed {
-            streaks.remove(&message_id);
-            return 0;
-        }
         let kept = streaks.len();
         match streaks.get_mut(&message_id) {
             Some(streak) => {
@@ -135,7 +131,8 @@ impl Shared {
         }
     }
 
-    /// Forgets the streak of a message no longer polled.
+    /// Forgets the streak of a message whose Get learnt something, or that
+    /// is no longer polled.
     fn forget_misses(&self, message_id: i64) {
         self.miss_streaks
             .lock()
@@ -248,8 +245,10 @@ async fn poll_one(shared: Arc<Shared>, message: DueMessage, slot: OwnedSemaphore
         return;
     }
     warn_on_new_status(ctx, &outcome);
-    let missed = !matches!(outcome, PollOutcome::Status(_));
-    let misses_before = shared.note_miss(message.message_id, missed);
+    let misses_before = match outcome {
+        PollOutcome::Status(_) => 0,
+        _ => shared.note_miss(message.message_id),
+    };
     let change = decide(&message, outcome, now_ms(), ctx.poll_delay, misses_before);
     if !matches!(change, Change::PollDeferred { .. }) {
         shared.forget_misses(message.message_id);

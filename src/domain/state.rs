@@ -34,6 +34,12 @@ pub enum MessageState {
     Expired,
 }
 
+/// How every `unknown` message's reason ends: what is known, and what the
+/// operator can do about it.
+pub const UNKNOWN_ADVICE: &str = "it may or may not have been sent: check with the recipient or \
+     the tenant's Carrier Usage report before texting again; `bpsms retry --state unknown \
+     --campaign NAME` sends the campaign's unknown messages again";
+
 /// Every state, in the order reports list them.
 pub const ALL_STATES: [MessageState; 12] = [
     MessageState::Pending,

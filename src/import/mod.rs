@@ -508,8 +508,8 @@ fn bind_template(
     template.bind(headers).map_err(template_error)
 }
 
-/// Ties each `--require` to its column, matched as the phone column is
-/// (ignoring case and a byte order mark or spaces around the header).
+/// Ties each `--require` to its column, ignoring case (the headers are
+/// already without a byte order mark and surrounding spaces).
 fn bind_requirements(
     spec: &ImportSpec,
     headers: &[String],
@@ -519,8 +519,7 @@ fn bind_requirements(
         .iter()
         .map(|requirement| {
             let wanted = requirement.column.to_lowercase();
-            let clean = |h: &str| h.trim_start_matches('\u{FEFF}').trim().to_lowercase();
-            unique_column(path, headers, |h| clean(h) == wanted)?
+            unique_column(path, headers, |h| h.to_lowercase() == wanted)?
                 .map(|index| BoundRequirement::new(requirement, index))
                 .ok_or_else(|| ImportError::RequiredColumnMissing {
                     path: path.clone(),

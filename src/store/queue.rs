@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::import::INSERT_ROWS;
 use super::{events, next_state, rows, ClaimedMessage, Result, Store, StoreError};
-use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState};
+use crate::domain::state::{AmbiguousPolicy, Event, MessageKind, MessageState, UNKNOWN_ADVICE};
 
 impl Store {
     /// Messages of the campaign in `state`.
@@ -80,15 +80,10 @@ impl Store {
             AmbiguousPolicy::Retry => max_attempts,
         };
         let held_reason = match policy {
-            AmbiguousPolicy::Hold => {
-                "in flight when a run stopped; may or may not have been sent; \
-                 `bpsms retry --state unknown` sends it again"
-                    .to_owned()
-            }
+            AmbiguousPolicy::Hold => format!("in flight when a run stopped; {UNKNOWN_ADVICE}"),
             AmbiguousPolicy::Retry => format!(
                 "in flight when a run stopped, at its last attempt (--max-attempts \
-                 {max_attempts}); may or may not have been sent; \
-                 `bpsms retry --state unknown` sends it again"
+                 {max_attempts}); {UNKNOWN_ADVICE}"
             ),
         };
         let mut tx = self.begin().await?;
