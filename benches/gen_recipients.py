@@ -3,11 +3,23 @@
 numbers in the formats people export (national with brackets, international
 with dashes, bare digits, dotted, with a leading 1).
 
-    gen_recipients.py N [DUPLICATE_EVERY]
+    gen_recipients.py N [DUPLICATE_EVERY] [ZONES]
 
-With DUPLICATE_EVERY = k, every k-th row repeats the number of an earlier
-row (in another spelling); otherwise all numbers are distinct."""
+With DUPLICATE_EVERY = k (0: none), every k-th row repeats the number of an
+earlier row (in another spelling); otherwise all numbers are distinct. With
+ZONES = z, a `timezone` column cycles over z zones of ZONE_NAMES."""
 import sys
+
+# Thirty zones: whole, half and three-quarter hour offsets, both hemispheres.
+ZONE_NAMES = (
+    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
+    "America/Anchorage", "Pacific/Honolulu", "America/Phoenix", "America/Halifax",
+    "America/St_Johns", "America/Sao_Paulo", "America/Mexico_City", "America/Bogota",
+    "Europe/London", "Europe/Paris", "Europe/Berlin", "Europe/Athens", "Europe/Moscow",
+    "Africa/Lagos", "Africa/Johannesburg", "Asia/Dubai", "Asia/Karachi", "Asia/Kolkata",
+    "Asia/Kathmandu", "Asia/Dhaka", "Asia/Bangkok", "Asia/Shanghai", "Asia/Tokyo",
+    "Australia/Adelaide", "Australia/Sydney", "Pacific/Auckland",
+)
 
 
 def phone(i: int, fmt: int) -> str:
@@ -27,13 +39,16 @@ def phone(i: int, fmt: int) -> str:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     every = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    zones = ZONE_NAMES[: int(sys.argv[3])] if len(sys.argv) > 3 else ()
     out = sys.stdout
-    out.write("phone,first_name,last_name,city,customer_id\n")
+    out.write("phone,first_name,last_name,city,customer_id")
+    out.write(",timezone\n" if zones else "\n")
     for i in range(n):
         # Row i repeats the number of row i - 26, in the next spelling.
         number = i - 26 if every and i % every == every - 1 and i >= 26 else i
+        zone = f",{zones[i % len(zones)]}" if zones else ""
         out.write(
-            f'{phone(number, i % 5)},Name{i},Surname{i % 977},"City, {i % 313}",C{i:08d}\n'
+            f'{phone(number, i % 5)},Name{i},Surname{i % 977},"City, {i % 313}",C{i:08d}{zone}\n'
         )
 
 

@@ -3,7 +3,7 @@
 # its reference in the same run. Needs python3, sqlite3, wrk and GNU time
 # (Debian: apt-get install sqlite3 wrk time).
 #
-#   benches/run.sh [import|send|rate|tracking|e2e|history|all]   (default: all)
+#   benches/run.sh [import|claim|send|rate|tracking|e2e|history|all]   (default: all)
 #
 # BENCH_DIR (default /tmp/bpsms-bench) holds the generated files and
 # databases; BENCH_ROWS (default 1000000) sizes the import and end-to-end runs.
@@ -202,13 +202,38 @@ bench_history() {
   echo "migrated:                     $(sizes "$DIR/history-old.db")"
 }
 
+# Claiming by window: N pending messages over 30 zones, one zone's window
+# open. A claim reads only the open zone's range of the index, so its time
+# must not grow with the table: 100 claims of 256 (each marks its messages
+# `sending`, as the sender's claim does), at 100,000 and 1,000,000 rows,
+# with the query plan.
+bench_claim() {
+  local claim="SELECT m.id FROM json_each('[7]') AS open
+      CROSS JOIN messages AS m INDEXED BY messages_sendable
+      WHERE m.campaign_id = 1 AND m.zone_set = open.value AND m.state = 'pending' LIMIT 256"
+  for rows in 100000 1000000; do
+    local csv=$DIR/zones$rows.csv db=$DIR/claim$rows.db
+    [ -s "$csv" ] || python3 "$ROOT/benches/gen_recipients.py" "$rows" 0 30 > "$csv"
+    rm -f "$db" "$db-wal" "$db-shm"
+    "$BIN" --db "$db" import --campaign c --csv "$csv" --from $FROM --body "Hi {{first_name}}" 2> /dev/null
+    echo "$rows rows: $(sqlite3 "$db" "SELECT count(*) FROM messages WHERE state = 'pending'") pending in $(sqlite3 "$db" "SELECT count(*) FROM zone_sets WHERE campaign_id = 1") zone sets"
+    sqlite3 "$db" "EXPLAIN QUERY PLAN $claim" | sed 's/^/  plan: /'
+    { for _ in $(seq 100); do
+        echo "UPDATE messages SET state = 'sending' WHERE id IN ($claim);"
+      done; } > "$DIR/claims.sql"
+    /usr/bin/time -f "%e" -o "$DIR/time.out" sqlite3 "$db" < "$DIR/claims.sql"
+    echo "  100 claims of 256: $(cat "$DIR/time.out") s"
+  done
+}
+
 case $WHAT in
   import) bench_import ;;
+  claim) bench_claim ;;
   send) bench_send ;;
   rate) bench_rate ;;
   tracking) bench_tracking ;;
   e2e) bench_e2e ;;
   history) bench_history ;;
   all) bench_import; bench_send; bench_rate; bench_tracking; bench_e2e; bench_history ;;
-  *) echo "usage: $0 [import|send|rate|tracking|e2e|history|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [import|claim|send|rate|tracking|e2e|history|all]" >&2; exit 2 ;;
 esac

@@ -10,10 +10,13 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiClient, FatalError};
 use crate::clock::{duration_ms, now_ms};
 use crate::config::RunSettings;
+use crate::gate::{resolve_zone_sets, stored_windows, Gate, GateRules};
+use crate::pool::SenderPool;
 use crate::progress::{self, Counters};
 use crate::recorder::{Recorder, RecorderTask};
+use crate::schedule::Schedule;
 use crate::sender::{SendContext, SendError, Sender};
-use crate::store::{Campaign, Store, StoreError};
+use crate::store::{Campaign, SendRules, Store, StoreError};
 use crate::tracker::{self, TrackContext, TrackError};
 
 /// How a run ended, when it did not fail.
@@ -38,6 +41,29 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("another process took this campaign over while this run's heartbeat stalled; this run stopped")]
     LeaseLost,
+    /// The stored schedule does not read (a database edited by hand).
+    #[error("the campaign's stored send windows do not read ({0}); set them again with --window")]
+    Rules(String),
+}
+
+/// The gate's rules from a campaign's stored rules.
+pub fn gate_rules(rules: &SendRules) -> Result<GateRules, String> {
+    let zone = crate::config::campaign_zone(&rules.timezone);
+    let zone_name = match rules.timezone.as_str() {
+        "" => crate::schedule::machine_zone().1,
+        name => name.to_owned(),
+    };
+    Ok(GateRules {
+        schedule: Schedule {
+            windows: stored_windows(&rules.windows)?,
+            stop_before: rules.stop_before,
+        },
+        zone,
+        zone_name,
+        start_at: rules.start_at.map(crate::clock::timestamp),
+        not_after: rules.not_after.map(crate::clock::timestamp),
+        max_per_day: rules.max_per_day,
+    })
 }
 
 /// Runs the campaign until it is finished, interrupted or stopped.
@@ -83,8 +109,12 @@ pub async fn run(
             .await?;
     }
     store
-        .update_settings(campaign.id, &settings.campaign)
+        .update_settings(campaign.id, &settings.campaign, &settings.rules)
         .await?;
+    let gate = Gate::new(
+        gate_rules(&settings.rules).map_err(RunError::Rules)?,
+        resolve_zone_sets(store.zone_sets(campaign.id).await?),
+    );
     if store.has_pending(campaign.id).await? {
         // Bad credentials stop here, before any message is claimed.
         api.check_credentials().await.map_err(RunError::Config)?;
@@ -97,22 +127,27 @@ pub async fn run(
     let drawer = tokio::spawn(progress::draw(counters.clone(), drawing.clone()));
 
     let (send_recorder, send_recording) = Recorder::start(store.clone(), stop.clone());
-    let sender = Sender::new(SendContext {
-        store: store.clone(),
-        api: api.clone(),
-        recorder: send_recorder,
-        counters: counters.clone(),
-        campaign_id: campaign.id,
-        from: campaign.from_number.clone(),
-        rate: settings.campaign.rate,
-        concurrency: settings.campaign.concurrency,
-        poll_delay: settings.campaign.poll_delay,
-        track_for: settings.campaign.track_for,
-        on_ambiguous: policy,
-        max_attempts: i64::from(settings.max_attempts),
-        breaker_window: settings.breaker_window as usize,
-        breaker_threshold: settings.breaker_threshold,
-    });
+    let sender = Sender::new(
+        SendContext {
+            store: store.clone(),
+            api: api.clone(),
+            recorder: send_recorder,
+            counters: counters.clone(),
+            campaign_id: campaign.id,
+            pool: SenderPool::new(settings.rules.senders.iter().cloned()).ok(),
+            rate: settings.campaign.rate,
+            rate_per_from: settings.rules.rate_per_from,
+            rate_unit: settings.rules.rate_unit,
+            concurrency: settings.campaign.concurrency,
+            poll_delay: settings.campaign.poll_delay,
+            track_for: settings.campaign.track_for,
+            on_ambiguous: policy,
+            max_attempts: i64::from(settings.max_attempts),
+            breaker_window: settings.breaker_window as usize,
+            breaker_threshold: settings.breaker_threshold,
+        },
+        gate,
+    );
     let sending_done = Arc::new(AtomicBool::new(false));
     let sending = {
         let (stop, sending_done) = (stop.clone(), sending_done.clone());

@@ -72,6 +72,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Put messages in a final state back to be sent, as a new attempt.
     Retry(RetryArgs),
+    /// Cancel every message of a campaign not yet sent: they become
+    /// `cancelled` and are never sent (`bpsms retry --state cancelled`
+    /// queues them again).
+    Cancel(CancelArgs),
     /// Counts per state for one campaign, or for all.
     Status(StatusArgs),
     /// One record per CSV data row, in row order.
@@ -101,8 +105,11 @@ pub struct ContentArgs {
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
     /// Sender: a Text Out access number of the tenant, in E.164 (+16505550100).
+    /// Repeat it for a pool: each recipient sticks to one number of the pool
+    /// across retries, resumes and campaigns. A `from` column in the CSV
+    /// chooses the sender of its row.
     #[arg(long, value_name = "E164")]
-    pub from: Option<String>,
+    pub from: Vec<String>,
     /// Message text with {{column}} placeholders; without it, each row's
     /// `body` column is sent.
     #[arg(long, value_name = "TEMPLATE")]
@@ -133,6 +140,60 @@ pub struct ContentArgs {
     /// Repeatable: every one must hold.
     #[arg(long = "require", value_name = "COLUMN=VALUE")]
     pub require: Vec<Requirement>,
+    /// Column holding each recipient's time zone, an IANA name such as
+    /// America/Chicago [default: timezone]. Rows without one use their
+    /// number's zone, else --timezone.
+    #[arg(long, value_name = "NAME")]
+    pub timezone_column: Option<String>,
+}
+
+/// When and how fast a campaign sends. Stored with the campaign: a flag on
+/// a later run changes it, like --rate.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ScheduleArgs {
+    /// Hours in which a recipient may be texted, in the recipient's own
+    /// time: HH:MM-HH:MM every day, or DAYS=HH:MM-HH:MM with days such as
+    /// mon-fri or sat,sun. Repeatable; days not named get no texts; a window
+    /// may cross midnight (22:00-02:00). `always` removes the windows
+    /// [default: always].
+    #[arg(long = "window", value_name = "[DAYS=]HH:MM-HH:MM")]
+    pub windows: Vec<String>,
+    /// Time zone (IANA, e.g. America/New_York) for recipients whose own zone
+    /// is not known, for --start-at and --not-after written without an
+    /// offset, and for the days of --max-per-day [default: the machine's].
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Close every window this much earlier (30m), so that replies reach
+    /// the chat service while it is open [default: 0s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub stop_before: Option<Duration>,
+    /// Send nothing before this time: RFC 3339 (2026-12-01T09:00:00-05:00)
+    /// or a local date and time in --timezone (2026-12-01 09:00). `now`
+    /// removes it.
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+    /// Send nothing at or after this time, ever, even on a resume days
+    /// later; what is left becomes `cancelled`. Same forms as --start-at;
+    /// `never` removes it.
+    #[arg(long, value_name = "TIME")]
+    pub not_after: Option<String>,
+    /// The ceiling of each sending number, beside --rate for the campaign.
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub rate_per_from: Option<f64>,
+    /// What the rates count: messages, or segments as carriers do (a
+    /// three-part SMS counts three) [default: messages].
+    #[arg(long, value_enum, value_name = "UNIT")]
+    pub rate_unit: Option<RateUnitArg>,
+    /// At most N messages per calendar day of --timezone; the rest wait for
+    /// the next day.
+    #[arg(long, value_name = "N")]
+    pub max_per_day: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RateUnitArg {
+    Messages,
+    Segments,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -167,6 +228,8 @@ pub struct SendArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub suppress: SuppressArgs,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
     /// Messages per second, never exceeded [default: 10].
     #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub rate: Option<f64>,
@@ -238,6 +301,15 @@ pub struct RetryArgs {
     pub yes: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct CancelArgs {
+    #[arg(long, value_name = "NAME")]
+    pub campaign: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
 /// The final states an operator may send again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RetryState {
@@ -245,6 +317,7 @@ pub enum RetryState {
     Failed,
     Rejected,
     Expired,
+    Cancelled,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -253,6 +326,8 @@ pub struct ImportArgs {
     pub campaign: CampaignArgs,
     #[command(flatten)]
     pub suppress: SuppressArgs,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -261,6 +336,12 @@ pub struct CheckArgs {
     pub content: ContentArgs,
     #[command(flatten)]
     pub suppress: SuppressArgs,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// Messages per second, for the estimate of when the campaign finishes
+    /// [default: 10].
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub rate: Option<f64>,
     /// How many of the messages to be sent to show.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub preview: usize,

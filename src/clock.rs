@@ -19,6 +19,29 @@ impl Now {
             unix_ms: now_ms(),
         }
     }
+
+    /// This reading as a point in time for the calendar (`crate::schedule`).
+    pub fn timestamp(&self) -> jiff::Timestamp {
+        timestamp(self.unix_ms)
+    }
+
+    /// The instant of this clock at which the calendar reads `at`: how long
+    /// to wait for a window, the start or the next day. A moment already
+    /// past is now.
+    pub fn instant_at(&self, at: jiff::Timestamp) -> Instant {
+        let ahead = at.as_millisecond().saturating_sub(self.unix_ms);
+        self.instant + Duration::from_millis(u64::try_from(ahead).unwrap_or(0))
+    }
+}
+
+/// Unix milliseconds as a point in time; the range jiff knows covers every
+/// time bpsms stores, and anything beyond it is clamped.
+pub fn timestamp(unix_ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(unix_ms).unwrap_or(if unix_ms < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    })
 }
 
 /// Milliseconds since the Unix epoch.
@@ -31,16 +54,7 @@ pub fn now_ms() -> i64 {
 
 /// Formats Unix milliseconds as RFC 3339 in UTC, e.g. `2026-11-29T06:30:00.123Z`.
 pub fn rfc3339(ms: i64) -> String {
-    format_ms(ms, &time::format_description::well_known::Rfc3339)
-}
-
-/// Formats Unix milliseconds in UTC with `format`; empty when out of range.
-pub fn format_ms(ms: i64, format: &impl time::formatting::Formattable) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| t.format(format).ok())
-        .unwrap_or_default()
+    timestamp(ms).to_string()
 }
 
 /// A duration in whole milliseconds, saturating.

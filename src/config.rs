@@ -12,15 +12,21 @@ use serde::Deserialize;
 
 use crate::api::wire::MediaKey;
 use crate::api::ApiConfig;
-use crate::cli::{parse_duration, ContentArgs, GlobalArgs, OnAmbiguous, OverLength, RunArgs};
+use crate::cli::{
+    parse_duration, ContentArgs, GlobalArgs, OnAmbiguous, OverLength, RateUnitArg, RunArgs,
+    ScheduleArgs,
+};
 use crate::domain::ids::CampaignName;
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::AmbiguousPolicy;
+use crate::domain::text::RateUnit;
 use crate::import::consent::Requirement;
 use crate::import::SourceOptions;
+use crate::schedule::window::SendWindows;
+use crate::schedule::{self, deadline};
 use crate::secret::SecretString;
 use crate::shell::shell_word;
-use crate::store::CampaignSettings;
+use crate::store::{CampaignSettings, SendRules};
 
 pub const DEFAULT_DB: &str = "bpsms.db";
 pub const DEFAULT_RATE: f64 = 10.0;
@@ -64,6 +70,8 @@ pub struct FileConfig {
     pub send_tenant_field: Option<bool>,
     /// Accept plain http for a host that is not loopback.
     pub allow_insecure_http: Option<bool>,
+    /// The zone of `--timezone` (IANA name).
+    pub timezone: Option<String>,
 }
 
 /// The layered configuration.
@@ -84,8 +92,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Content {
     pub csv: Option<PathBuf>,
-    /// `--from`, when given.
-    pub from: Option<E164>,
+    /// `--from`: the sender pool, in the order given, without repeats.
+    pub from: Vec<E164>,
     /// `--body`, when given; never blank.
     pub body: Option<String>,
     pub phone_column: Option<String>,
@@ -99,19 +107,8 @@ pub struct Content {
     pub reject_over_length: bool,
     /// `--require COLUMN=VALUE`, in the order given.
     pub requirements: Vec<Requirement>,
-}
-
-impl Content {
-    /// The sender a new campaign needs.
-    pub fn required_from(&self) -> Result<E164, ConfigError> {
-        self.from.clone().ok_or_else(|| {
-            ConfigError(
-                "--from is required for a new campaign: a Text Out access number of the tenant \
-                 in E.164, e.g. +16505550100"
-                    .into(),
-            )
-        })
-    }
+    /// `--timezone-column`, when given.
+    pub timezone_column: Option<String>,
 }
 
 /// `--campaign`, checked.
@@ -132,6 +129,7 @@ pub enum HttpPolicy {
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub campaign: CampaignSettings,
+    pub rules: SendRules,
     pub poll_rate: f64,
     pub max_attempts: u32,
     pub breaker_window: u32,
@@ -253,9 +251,11 @@ impl Config {
     pub fn run_settings(
         &self,
         run: &RunArgs,
-        stored: Option<&CampaignSettings>,
+        senders: &[E164],
+        stored: Option<(&CampaignSettings, &SendRules)>,
     ) -> Result<RunSettings, ConfigError> {
         let file = &self.file;
+        let (stored, stored_rules) = (stored.map(|s| s.0), stored.map(|s| s.1));
         let rate = run
             .rate
             .or(stored.map(|s| s.rate))
@@ -323,7 +323,9 @@ impl Config {
         ensure(breaker_threshold > 0.0 && breaker_threshold <= 1.0, format!(
                 "--breaker-threshold {breaker_threshold}: give a ratio above 0 and at most 1, e.g. 0.5"
             ))?;
+        let rules = self.send_rules(&run.schedule, senders, stored_rules, rate)?;
         Ok(RunSettings {
+            rules,
             campaign: CampaignSettings {
                 rate,
                 concurrency,
@@ -338,16 +340,126 @@ impl Config {
         })
     }
 
+    /// When, from which numbers and how fast a campaign sends: flags first,
+    /// then what the campaign stored, then the config file, then the
+    /// defaults. Everything a flag can get wrong is refused here, before
+    /// anything is stored.
+    fn send_rules(
+        &self,
+        args: &ScheduleArgs,
+        senders: &[E164],
+        stored: Option<&SendRules>,
+        rate: f64,
+    ) -> Result<SendRules, ConfigError> {
+        let windows = match args.windows.as_slice() {
+            [] => stored.map(|s| s.windows.clone()).unwrap_or_default(),
+            [always] if always.trim().eq_ignore_ascii_case("always") => String::new(),
+            values => SendWindows::parse(values)
+                .map_err(|e| ConfigError(e.to_string()))?
+                .to_stored(),
+        };
+        let timezone = match (&args.timezone, stored, &self.file.timezone) {
+            (Some(name), _, _) => {
+                schedule::parse_zone(name.trim())
+                    .map_err(|e| ConfigError(format!("--timezone: {e}")))?;
+                name.trim().to_owned()
+            }
+            (None, Some(stored), _) => stored.timezone.clone(),
+            (None, None, Some(name)) => {
+                schedule::parse_zone(name.trim())
+                    .map_err(|e| ConfigError(format!("timezone in the config file: {e}")))?;
+                name.trim().to_owned()
+            }
+            // The machine's zone, by name, so that a resume on another
+            // machine keeps it; a zone without a name stays the machine's.
+            (None, None, None) => schedule::machine_zone().1,
+        };
+        let zone = campaign_zone(&timezone);
+        let instant = |flag: &str, raw: &Option<String>, clear: &str, stored: Option<i64>| match raw
+            .as_deref()
+            .map(str::trim)
+        {
+            None => Ok(stored),
+            Some(word) if word.eq_ignore_ascii_case(clear) => Ok(None),
+            Some(raw) => deadline::parse_instant(raw, &zone)
+                .map(|at| Some(at.as_millisecond()))
+                .map_err(|e| ConfigError(format!("--{flag}: {e}"))),
+        };
+        let start_at = instant(
+            "start-at",
+            &args.start_at,
+            "now",
+            stored.and_then(|s| s.start_at),
+        )?;
+        let not_after = instant(
+            "not-after",
+            &args.not_after,
+            "never",
+            stored.and_then(|s| s.not_after),
+        )?;
+        if let (Some(start), Some(end)) = (start_at, not_after) {
+            ensure(
+                end > start,
+                format!(
+                    "--not-after {} is not after --start-at {}: nothing could be sent; move the                      deadline later or the start earlier",
+                    crate::clock::rfc3339(end),
+                    crate::clock::rfc3339(start)
+                ),
+            )?;
+        }
+        let rate_per_from = args.rate_per_from.or(stored.and_then(|s| s.rate_per_from));
+        if let Some(per_from) = rate_per_from {
+            ensure(
+                per_from.is_finite() && per_from > 0.0,
+                format!("--rate-per-from {per_from}: give a number per second above 0, e.g. 1"),
+            )?;
+            ensure(
+                per_from <= rate,
+                format!(
+                    "--rate-per-from {per_from} is above --rate {rate}: one number can never send                      faster than the whole campaign; lower --rate-per-from or raise --rate"
+                ),
+            )?;
+        }
+        let max_per_day = args.max_per_day.or(stored.and_then(|s| s.max_per_day));
+        ensure(
+            max_per_day != Some(0),
+            "--max-per-day 0: nothing could ever be sent; give at least 1",
+        )?;
+        Ok(SendRules {
+            windows,
+            timezone,
+            stop_before: args
+                .stop_before
+                .or(stored.map(|s| s.stop_before))
+                .unwrap_or_default(),
+            start_at,
+            not_after,
+            senders: if senders.is_empty() {
+                stored.map(|s| s.senders.clone()).unwrap_or_default()
+            } else {
+                senders.to_vec()
+            },
+            rate_per_from,
+            rate_unit: match args.rate_unit {
+                Some(RateUnitArg::Messages) => RateUnit::Messages,
+                Some(RateUnitArg::Segments) => RateUnit::Segments,
+                None => stored.map(|s| s.rate_unit).unwrap_or_default(),
+            },
+            max_per_day,
+        })
+    }
+
     /// Validates a campaign's content flags; the region falls back to the
     /// config file's, then to US.
     pub fn content(&self, args: &ContentArgs) -> Result<Content, ConfigError> {
-        let from = args
-            .from
-            .as_deref()
-            .map(|raw| {
-                E164::parse_sender(raw).map_err(|e| ConfigError(format!("--from {raw:?}: {e}")))
-            })
-            .transpose()?;
+        let mut from: Vec<E164> = Vec::with_capacity(args.from.len());
+        for raw in &args.from {
+            let number =
+                E164::parse_sender(raw).map_err(|e| ConfigError(format!("--from {raw:?}: {e}")))?;
+            if !from.contains(&number) {
+                from.push(number);
+            }
+        }
         ensure(
             !args.body.as_deref().is_some_and(|b| b.trim().is_empty()),
             "--body is empty; give the message text, e.g. --body 'Hi {{first_name}}'",
@@ -371,8 +483,22 @@ impl Config {
             },
             reject_over_length: args.over_length == Some(OverLength::Reject),
             requirements: args.require.clone(),
+            timezone_column: args
+                .timezone_column
+                .as_deref()
+                .map(|name| name.trim().to_owned()),
         })
     }
+}
+
+/// The zone a campaign's stored `timezone` names: the machine's when it
+/// names none (a campaign made before zones existed) or one this machine
+/// does not know (validated when stored, so only a database edited by hand).
+pub fn campaign_zone(name: &str) -> jiff::tz::TimeZone {
+    if name.is_empty() {
+        return schedule::machine_zone().0;
+    }
+    schedule::parse_zone(name).unwrap_or_else(|_| schedule::machine_zone().0)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -751,7 +877,7 @@ mod tests {
         assert_eq!(api.client_secret.expose(), "from-env");
         assert!(api.base_url.starts_with("https://"), "{}", api.base_url);
         let settings = config
-            .run_settings(&RunArgs::default(), None)
+            .run_settings(&RunArgs::default(), &[], None)
             .expect("settings");
         assert!(settings.campaign.rate > 0.0);
     }
@@ -761,21 +887,19 @@ mod tests {
         let config = Config::load_with(&global(None, None), &|_| None).expect("config");
         let uk = ContentArgs {
             default_region: Some("uk".into()),
-            from: Some(" +1 650 555 0100 ".into()),
+            from: vec![" +1 650 555 0100 ".into(), "+16505550100".into()],
             ..Default::default()
         };
         let content = config.content(&uk).expect("valid flags");
         assert_eq!(content.region_flag, Some(Region::parse("GB").expect("GB")));
-        assert_eq!(
-            content.from.as_ref().map(E164::as_str),
-            Some("+16505550100")
-        );
+        let from: Vec<&str> = content.from.iter().map(E164::as_str).collect();
+        assert_eq!(from, vec!["+16505550100"]);
         let defaults = config.content(&ContentArgs::default()).expect("no flags");
         assert_eq!(
             (defaults.region_flag, defaults.region),
             (None, Region::default())
         );
-        assert!(defaults.required_from().is_err());
+        assert!(defaults.from.is_empty());
     }
 
     #[test]
@@ -812,12 +936,15 @@ mod tests {
             rate: Some(20.0),
             ..Default::default()
         };
-        let settings = config.run_settings(&run, Some(&stored)).expect("settings");
+        let rules = SendRules::default();
+        let settings = config
+            .run_settings(&run, &[], Some((&stored, &rules)))
+            .expect("settings");
         assert_eq!(settings.campaign.rate, 20.0);
         assert_eq!(settings.campaign.concurrency, 2);
         assert_eq!(settings.campaign.on_ambiguous, AmbiguousPolicy::Retry);
         let fresh = config
-            .run_settings(&RunArgs::default(), None)
+            .run_settings(&RunArgs::default(), &[], None)
             .expect("defaults");
         assert_eq!(fresh.campaign.rate, DEFAULT_RATE);
         assert_eq!(fresh.campaign.track_for, DEFAULT_TRACK_FOR);
@@ -825,6 +952,6 @@ mod tests {
             rate: Some(0.0),
             ..Default::default()
         };
-        assert!(config.run_settings(&bad, None).is_err());
+        assert!(config.run_settings(&bad, &[], None).is_err());
     }
 }

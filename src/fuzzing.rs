@@ -50,7 +50,7 @@ pub fn import_rows(data: &[u8]) {
     let spec = ImportSpec {
         campaign,
         csv_path: PathBuf::from("fuzz.csv"),
-        from: None,
+        needs_sender: false,
         body_template: template,
         phone_column: None,
         region,
@@ -65,6 +65,8 @@ pub fn import_rows(data: &[u8]) {
         suppression: Arc::new(SuppressionList::default()),
         reject_over_length: options & 8 != 0,
         requirements: Vec::new(),
+        timezone_column: None,
+        rules: Default::default(),
         // Not read while rows are read.
         settings: CampaignSettings {
             rate: config::DEFAULT_RATE,

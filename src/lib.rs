@@ -26,8 +26,11 @@
 //!   [`tracker`] are its two step functions; [`recorder`] writes their answers
 //!   and makes their claims in one transaction (group commit); [`pacing`]
 //!   holds the schedule, the rate ceiling, AIMD, back-off and the circuit
-//!   breaker; [`campaign`] runs one `bpsms send`; [`lease`] keeps it to one
-//!   runner per campaign.
+//!   breaker; [`schedule`] is the calendar (send windows in each zone,
+//!   deadlines, days, the finish estimate), [`gate`] says what may be sent
+//!   now, [`pool`] picks the `--from` number of each recipient;
+//!   [`campaign`] runs one `bpsms send`; [`lease`] keeps it to one runner
+//!   per campaign.
 //! - [`report`] prints summaries and writes exports; [`progress`] draws the
 //!   live status line on a terminal; [`secret`] keeps secrets out of output;
 //!   [`clock`] reads the time at the edges.
@@ -43,15 +46,18 @@ pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod fuzzing;
+pub mod gate;
 pub mod import;
 pub mod lease;
 #[cfg(feature = "simulator")]
 pub mod mock;
 mod output;
 pub mod pacing;
+pub mod pool;
 pub mod progress;
 pub mod recorder;
 pub mod report;
+pub mod schedule;
 pub mod secret;
 pub mod sender;
 pub mod shell;

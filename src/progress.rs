@@ -25,6 +25,9 @@ pub struct Counters {
     /// The adaptive send rate in milli-messages per second; 0 until the
     /// first change (then the line shows it).
     rate_milli: AtomicU64,
+    /// Why nothing is being sent now (a window closed, the daily cap, the
+    /// start time), while that lasts.
+    waiting: Mutex<Option<String>>,
 }
 
 impl Counters {
@@ -60,6 +63,12 @@ impl Counters {
             .store((rate * 1000.0) as u64, Ordering::Relaxed);
     }
 
+    /// Says why sending waits, for the status line; `None` once it sends
+    /// again.
+    pub fn set_waiting(&self, why: Option<String>) {
+        *self.waiting.lock().unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
     pub fn record_poll(&self, change: &Change) {
         self.polls.fetch_add(1, Ordering::Relaxed);
         let finished = matches!(
@@ -81,8 +90,12 @@ impl Counters {
             0 => String::new(),
             milli => format!("  rate limit {:.1}/s", milli as f64 / 1000.0),
         };
+        let waiting = match &*self.waiting.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(why) => format!("  waiting: {why}"),
+            None => String::new(),
+        };
         format!(
-            "sent {accepted} ({:.0}/s)  rejected {}  unknown {}  retried {}  polls {}  tracked to final {}{rate}",
+            "sent {accepted} ({:.0}/s)  rejected {}  unknown {}  retried {}  polls {}  tracked to final {}{rate}{waiting}",
             accepted as f64 / elapsed,
             self.rejected.load(Ordering::Relaxed),
             self.unknown.load(Ordering::Relaxed),

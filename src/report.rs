@@ -127,6 +127,13 @@ impl Summary {
                 self.n_tracked
             ));
         }
+        let cancelled = self.count(MessageState::Cancelled);
+        if cancelled > 0 {
+            out.push_str(&format!(
+                "Cancelled: {cancelled} message(s) were never sent (the deadline passed, or `bpsms cancel`);                  `bpsms retry --state cancelled --campaign {}` queues them again.\n",
+                self.campaign
+            ));
+        }
         let unknown = self.count(MessageState::Unknown);
         if unknown > 0 {
             out.push_str(&format!(

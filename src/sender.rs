@@ -22,12 +22,17 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiClient, FatalError, SendOutcome};
 use crate::clock::{duration_ms, rounded, Now};
 use crate::domain::ids::MessageSid;
+use crate::domain::phone::E164;
 use crate::domain::state::{
     transition, AmbiguousPolicy, Event, MessageState, RemoteStatus, UNKNOWN_ADVICE,
 };
+use crate::domain::text::RateUnit;
+use crate::gate::{Gate, Verdict};
 use crate::pacing::{
-    rate_text, AdaptiveRate, Backoff, CircuitBreaker, EvenSchedule, RateCeiling, RateLimitNotices,
+    rate_text, AdaptiveRate, Backoff, CircuitBreaker, EvenSchedule, PerSenderCeilings, RateCeiling,
+    RateLimitNotices,
 };
+use crate::pool::SenderPool;
 use crate::progress::Counters;
 use crate::recorder::Recorder;
 use crate::store::{Change, Claim, ClaimedMessage, Store, StoreError};
@@ -48,6 +53,13 @@ const MAX_SCHEDULE_LAG: Duration = Duration::from_millis(250);
 /// How long to wait, when nothing is claimable, for the answers in flight
 /// to put messages back in the queue (an applied batch wakes it sooner).
 const IDLE_WAKE: Duration = Duration::from_millis(200);
+/// How many claimed messages the sender looks through for one whose
+/// number may send now.
+const LOOK_AHEAD: usize = 64;
+/// How long a wait for a window, the start or the next day lasts at most
+/// before the sender looks again: a clock set forward, or messages put
+/// back, are noticed within it.
+const WAIT_RECHECK: Duration = Duration::from_secs(30);
 /// Back-off after a 429 without `Retry-After` or a failed connection, and its
 /// cap.
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -60,8 +72,14 @@ pub struct SendContext {
     pub recorder: Recorder<Claim>,
     pub counters: Arc<Counters>,
     pub campaign_id: i64,
-    pub from: String,
+    /// The sender pool; a message whose row names its sender uses that.
+    /// `None` when every row names its own.
+    pub pool: Option<SenderPool>,
     pub rate: f64,
+    /// `--rate-per-from`: each number's ceiling.
+    pub rate_per_from: Option<f64>,
+    /// What the rates count.
+    pub rate_unit: RateUnit,
     pub concurrency: u32,
     pub poll_delay: Duration,
     pub track_for: Duration,
@@ -98,11 +116,15 @@ pub enum SendError {
 /// The sender's state between steps.
 pub struct Sender {
     shared: Arc<Shared>,
+    /// What may be sent when: start, deadline, windows, daily cap.
+    gate: Gate,
     claimed: VecDeque<ClaimedMessage>,
     /// The next batch, being claimed while the current one is sent, so the
     /// sender does not wait for the database between batches.
     next_claim: Option<ClaimFuture>,
     batch: usize,
+    /// Why sending waits now, as last told; a wait is told once.
+    waiting: Option<String>,
 }
 
 /// Shared between the sender and its request tasks.
@@ -119,7 +141,7 @@ type ClaimFuture =
     Pin<Box<dyn Future<Output = Result<Vec<ClaimedMessage>, StoreError>> + Send + Sync>>;
 
 impl Sender {
-    pub fn new(ctx: SendContext) -> Sender {
+    pub fn new(ctx: SendContext, gate: Gate) -> Sender {
         let rate = ctx.rate.max(0.001);
         // Claim about 10 ms worth of messages at a time, so a claimed message
         // waits little for its turn: one message at rates up to 100/s, more
@@ -130,16 +152,24 @@ impl Sender {
             .clamp(1, MAX_CLAIM)
             .min(CLAIM_PER_SLOT * ctx.concurrency.max(1) as usize);
         let breaker = CircuitBreaker::new(ctx.breaker_window, ctx.breaker_threshold);
-        let pacing = Pacing::new(rate, breaker, Instant::now(), SmallRng::from_os_rng());
+        let pacing = Pacing::new(
+            rate,
+            ctx.rate_per_from,
+            breaker,
+            Instant::now(),
+            SmallRng::from_os_rng(),
+        );
         Sender {
             shared: Arc::new(Shared {
                 harness: Harness::new(ctx.concurrency),
                 ctx,
                 pacing: Mutex::new(pacing),
             }),
+            gate,
             claimed: VecDeque::new(),
             next_claim: None,
             batch,
+            waiting: None,
         }
     }
 
@@ -153,22 +183,23 @@ impl Sender {
 
     /// Refills the claimed messages: the batch claimed ahead, or, when none
     /// is on its way (the start, or the end of the queue), one claimed now.
-    async fn claim_next(&mut self, now: Now) -> Result<Step, SendError> {
+    async fn claim_next(&mut self, now: Now, open: &Claim) -> Result<Step, SendError> {
         let claimed = match self.next_claim.take() {
             Some(next) => next.await?,
             None => Vec::new(),
         };
         let claimed = if claimed.is_empty() {
-            self.claim().await?
+            self.claim(open).await?
         } else {
             claimed
         };
         self.claimed.extend(claimed);
         // A full batch says more may wait: claim the next one ahead.
         if self.claimed.len() == self.batch && self.batch > 1 {
-            self.next_claim = Some(Box::pin(self.claim()));
+            self.next_claim = Some(Box::pin(self.claim(open)));
         }
         if !self.claimed.is_empty() {
+            self.wait_over();
             return Ok(Step::Worked);
         }
         // Nothing claimable, but requests in flight may still put messages
@@ -182,18 +213,131 @@ impl Sender {
         // they put back in the queue.
         let ctx = &self.shared.ctx;
         ctx.recorder.flush().await;
-        Ok(if ctx.store.has_pending(ctx.campaign_id).await? {
-            Step::Worked
-        } else {
-            Step::Done
+        if !ctx.store.has_pending(ctx.campaign_id).await? {
+            return Ok(Step::Done);
+        }
+        let claimed = self.claim(open).await?;
+        if !claimed.is_empty() {
+            self.claimed.extend(claimed);
+            self.wait_over();
+            return Ok(Step::Worked);
+        }
+        // Messages wait, but none may be sent now: say why, and until when.
+        let (why, until) = self.why_nothing_is_sendable(now, open).await?;
+        self.wait_for(why);
+        Ok(Step::Idle {
+            until: now.instant_at(until).min(now.instant + WAIT_RECHECK),
         })
     }
 
-    /// Claims the next batch, in the recorder's next transaction.
-    fn claim(&self) -> impl Future<Output = Result<Vec<ClaimedMessage>, StoreError>> {
+    /// Why no pending message may be sent at `now` (the daily cap, or the
+    /// windows of the zones that still have messages), and when that may
+    /// change.
+    async fn why_nothing_is_sendable(
+        &self,
+        now: Now,
+        open: &Claim,
+    ) -> Result<(String, jiff::Timestamp), SendError> {
+        let ctx = &self.shared.ctx;
+        let at = now.timestamp();
+        let rules = self.gate.rules();
+        if let Some(cap) = &open.daily_cap {
+            if ctx.store.claimed_on(ctx.campaign_id, &cap.day).await? >= cap.cap {
+                let (_, next_day) = crate::schedule::day_bounds(at, &rules.zone);
+                return Ok((
+                    format!(
+                        "the daily cap of {} messages (--max-per-day) is reached; sending resumes                          at {} {}",
+                        cap.cap,
+                        local_time(next_day, &rules.zone),
+                        rules.zone_name
+                    ),
+                    next_day,
+                ));
+            }
+        }
+        let pending = ctx.store.pending_by_zone_set(ctx.campaign_id).await?;
+        Ok(match self.gate.next_opening(&pending, at) {
+            Some((opens, set, count)) => {
+                let zone = set.zones.first().unwrap_or(&rules.zone);
+                (
+                    format!(
+                        "outside the send window; the next window opens {} {} ({count}                          recipient(s))",
+                        local_time(opens, zone),
+                        self.gate.label(set)
+                    ),
+                    opens,
+                )
+            }
+            None => {
+                let count: i64 = pending.iter().map(|&(_, n)| n).sum();
+                (
+                    format!(
+                        "{count} recipient(s) wait for a send window that does not open in the                          coming week in all of their zones; change --window, or `bpsms cancel`                          them"
+                    ),
+                    at.checked_add(WAIT_RECHECK).unwrap_or(jiff::Timestamp::MAX),
+                )
+            }
+        })
+    }
+
+    /// Tells the operator why sending waits, once per reason.
+    fn wait_for(&mut self, why: String) {
+        if self.waiting.as_ref() != Some(&why) {
+            // Not through tracing: a wait of hours must be explained
+            // whatever RUST_LOG says.
+            crate::errln!("Waiting: {why}");
+            self.shared.ctx.counters.set_waiting(Some(why.clone()));
+            self.waiting = Some(why);
+        }
+    }
+
+    /// Sending goes on after a wait.
+    fn wait_over(&mut self) {
+        if self.waiting.take().is_some() {
+            crate::errln!("Sending again");
+            self.shared.ctx.counters.set_waiting(None);
+        }
+    }
+
+    /// The deadline passed: nothing more is sent. Once the requests in
+    /// flight are answered (a refusal may put a message back), every
+    /// message not sent becomes `cancelled`.
+    async fn reach_deadline(
+        &mut self,
+        now: Now,
+        deadline: jiff::Timestamp,
+    ) -> Result<Step, SendError> {
+        self.put_back_unsent(Ok(())).await?;
+        if self.shared.harness.in_flight() > 0 {
+            return Ok(Step::Idle {
+                until: now.instant + IDLE_WAKE,
+            });
+        }
+        let ctx = &self.shared.ctx;
+        ctx.recorder.flush().await;
+        let reason = format!(
+            "not sent: the deadline --not-after {} passed first",
+            crate::clock::rfc3339(deadline.as_millisecond())
+        );
+        let n = ctx
+            .store
+            .cancel_pending(ctx.campaign_id, &reason, now.unix_ms)
+            .await?;
+        if n > 0 {
+            tracing::warn!(
+                "the deadline (--not-after) passed: {n} message(s) not sent are now `cancelled`"
+            );
+        }
+        self.wait_over();
+        Ok(Step::Done)
+    }
+
+    /// Claims the next batch from the open zone sets, in the recorder's
+    /// next transaction.
+    fn claim(&self, open: &Claim) -> impl Future<Output = Result<Vec<ClaimedMessage>, StoreError>> {
         self.shared.ctx.recorder.claim(Claim {
-            campaign_id: self.shared.ctx.campaign_id,
             limit: self.batch,
+            ..open.clone()
         })
     }
 
@@ -210,15 +354,44 @@ impl Sender {
             },
             None => result,
         };
-        for message in self.claimed.drain(..) {
-            self.shared.ctx.recorder.record(Change::Unsent {
-                message_id: message.message_id,
-                to: MessageState::Pending,
-                detail: "claimed but not sent before the run stopped".into(),
-                count_attempt: false,
-            });
+        for message in std::mem::take(&mut self.claimed) {
+            self.put_back(message, "claimed but not sent before the run stopped");
         }
         result
+    }
+
+    /// Which claimed message leaves next, and from which number: the first
+    /// whose number's ceiling (`--rate-per-from`) and the campaign's let it
+    /// leave now, so that one busy number does not hold the others back.
+    /// Otherwise, when the first of them may leave.
+    fn next_to_leave(&self, now: Instant) -> Result<Result<(usize, E164), Instant>, SendError> {
+        let ctx = &self.shared.ctx;
+        let pacing = self.shared.pacing();
+        let mut soonest: Option<Instant> = None;
+        for (index, message) in self.claimed.iter().enumerate().take(LOOK_AHEAD) {
+            let from = sender_of(ctx, message).ok_or_else(|| {
+                SendError::Store(StoreError::Corrupt(format!(
+                    "message {} has no sender: its row names none and the campaign has no --from",
+                    message.message_id
+                )))
+            })?;
+            match pacing.wait_for(now, from, ctx.rate_unit.weight(message.segments)) {
+                None => return Ok(Ok((index, from.clone()))),
+                Some(until) => soonest = Some(soonest.map_or(until, |s| s.min(until))),
+            }
+        }
+        Ok(Err(soonest.unwrap_or(now + IDLE_WAKE)))
+    }
+
+    /// A claimed message goes back to the queue, its attempt not counted:
+    /// its request never left.
+    fn put_back(&self, message: ClaimedMessage, why: &str) {
+        self.shared.ctx.recorder.record(Change::Unsent {
+            message_id: message.message_id,
+            to: MessageState::Pending,
+            detail: why.into(),
+            count_attempt: false,
+        });
     }
 }
 
@@ -233,18 +406,55 @@ impl Worker for Sender {
     /// request leaves, so the claim's own time cannot squeeze two sends
     /// closer than allowed.
     async fn step(&mut self, slot: OwnedSemaphorePermit, now: Now) -> Result<Step, SendError> {
-        let wait = self.shared.pacing().wait(now.instant);
+        let wait = self.shared.pacing().wait(now.instant, 1);
         if let Some(until) = wait {
             return Ok(Step::Paced { until });
         }
-        let Some(message) = self.claimed.pop_front() else {
-            return self.claim_next(now).await;
+        let at = now.timestamp();
+        let open = match self.gate.at(at) {
+            Verdict::Deadline { at: deadline } => return self.reach_deadline(now, deadline).await,
+            Verdict::NotYet { until } => {
+                self.put_back_unsent(Ok(())).await?;
+                self.wait_for(format!(
+                    "nothing is sent before --start-at {}",
+                    crate::clock::rfc3339(until.as_millisecond())
+                ));
+                return Ok(Step::Idle {
+                    until: now.instant_at(until).min(now.instant + WAIT_RECHECK),
+                });
+            }
+            Verdict::Open {
+                zone_sets,
+                daily_cap,
+                ..
+            } => Claim {
+                campaign_id: self.shared.ctx.campaign_id,
+                limit: self.batch,
+                zone_sets,
+                daily_cap,
+            },
         };
-        self.shared.pacing().sent(now.instant);
+        if self.claimed.is_empty() {
+            return self.claim_next(now, &open).await;
+        }
+        let (index, from) = match self.next_to_leave(now.instant)? {
+            Ok(next) => next,
+            Err(until) => return Ok(Step::Paced { until }),
+        };
+        let Some(message) = self.claimed.remove(index) else {
+            return Ok(Step::Worked);
+        };
+        // Claimed a moment ago: its window may have closed since.
+        if !self.gate.may_send(message.zone_set, at) {
+            self.put_back(message, "its send window closed before it was sent");
+            return Ok(Step::Worked);
+        }
+        let cost = self.shared.ctx.rate_unit.weight(message.segments);
+        self.shared.pacing().sent(now.instant, &from, cost);
         let shared = self.shared.clone();
         self.shared
             .harness
-            .spawn(async move { send_one(shared, message, slot).await });
+            .spawn(async move { send_one(shared, message, from, slot).await });
         Ok(Step::Worked)
     }
 
@@ -257,14 +467,19 @@ impl Worker for Sender {
     }
 }
 
-/// Sends one message and records what the answer means.
-async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, slot: OwnedSemaphorePermit) {
+/// Sends one message from `from` and records what the answer means.
+async fn send_one(
+    shared: Arc<Shared>,
+    message: ClaimedMessage,
+    from: E164,
+    slot: OwnedSemaphorePermit,
+) {
     let ctx = &shared.ctx;
     let outcome = ctx
         .api
         .send(
             message.phone_e164.as_str(),
-            &ctx.from,
+            from.as_str(),
             &message.body,
             &message.media_urls,
         )
@@ -281,6 +496,22 @@ async fn send_one(shared: Arc<Shared>, message: ClaimedMessage, slot: OwnedSemap
     let change = decide(ctx, &message, outcome, now.unix_ms);
     ctx.counters.record_send(&change);
     ctx.recorder.record(change);
+}
+
+/// The number a message is sent from: the one its row names, else the
+/// pool's pick for its recipient. The import makes a row without either
+/// `invalid`, so `None` means a database changed by hand.
+fn sender_of<'a>(ctx: &'a SendContext, message: &'a ClaimedMessage) -> Option<&'a E164> {
+    match (&message.from_number, &ctx.pool) {
+        (Some(from), _) => Some(from),
+        (None, Some(pool)) => Some(pool.pick(&message.phone_e164)),
+        (None, None) => None,
+    }
+}
+
+/// The day and time `at` reads in `zone`, e.g. `Thu 09:00`.
+fn local_time(at: jiff::Timestamp, zone: &jiff::tz::TimeZone) -> String {
+    at.to_zoned(zone.clone()).strftime("%a %H:%M").to_string()
 }
 
 /// The change an answer makes to a message (pure, so it is tested alone).
@@ -386,6 +617,8 @@ struct Pacing {
     schedule: EvenSchedule,
     /// The hard ceiling: the configured rate, whatever the adaptive one.
     ceiling: RateCeiling,
+    /// Each number's ceiling (`--rate-per-from`), if any.
+    per_sender: Option<PerSenderCeilings>,
     rate: AdaptiveRate,
     /// What 429s have been told to people so far.
     rate_limit_notices: RateLimitNotices,
@@ -408,10 +641,17 @@ struct Answered {
 }
 
 impl Pacing {
-    fn new(rate: f64, breaker: CircuitBreaker, now: Instant, rng: SmallRng) -> Pacing {
+    fn new(
+        rate: f64,
+        rate_per_from: Option<f64>,
+        breaker: CircuitBreaker,
+        now: Instant,
+        rng: SmallRng,
+    ) -> Pacing {
         Pacing {
             schedule: EvenSchedule::new(now, MAX_SCHEDULE_LAG),
             ceiling: RateCeiling::new(rate),
+            per_sender: rate_per_from.map(PerSenderCeilings::new),
             rate: AdaptiveRate::new(rate, now),
             rate_limit_notices: RateLimitNotices::default(),
             backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
@@ -422,18 +662,40 @@ impl Pacing {
         }
     }
 
-    /// Until when the next request must wait, as seen at `now`; `None`: it
-    /// may leave now.
-    fn wait(&self, now: Instant) -> Option<Instant> {
-        self.schedule
-            .wait(now)
-            .or_else(|| self.ceiling.earliest().filter(|&earliest| earliest > now))
+    /// Until when the next request, costing `cost` (1, or its segments),
+    /// must wait, as seen at `now`; `None`: it may leave now.
+    fn wait(&self, now: Instant, cost: u32) -> Option<Instant> {
+        self.schedule.wait(now).or_else(|| {
+            self.ceiling
+                .earliest_for(cost)
+                .filter(|&earliest| earliest > now)
+        })
     }
 
-    /// Notes a request that left at `now`.
-    fn sent(&mut self, now: Instant) {
-        self.schedule.take(now, self.rate.current());
-        self.ceiling.record(now);
+    /// As [`Pacing::wait`], for a request from `from`: its number's ceiling
+    /// counts too.
+    fn wait_for(&self, now: Instant, from: &E164, cost: u32) -> Option<Instant> {
+        let own = self
+            .per_sender
+            .as_ref()
+            .and_then(|ceilings| ceilings.earliest(from, cost))
+            .filter(|&earliest| earliest > now);
+        match (self.wait(now, cost), own) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Notes a request from `from`, costing `cost`, that left at `now`: the
+    /// schedule's next turn comes `cost` intervals later.
+    fn sent(&mut self, now: Instant, from: &E164, cost: u32) {
+        let cost = cost.max(1);
+        self.schedule
+            .take(now, self.rate.current() / f64::from(cost));
+        self.ceiling.record_weighted(now, cost);
+        if let Some(ceilings) = &mut self.per_sender {
+            ceilings.record(from, now, cost);
+        }
     }
 
     /// Adjusts pacing to an answer that came at `now`.
@@ -525,6 +787,9 @@ mod tests {
             body: "hi".into(),
             media_urls: vec![],
             attempts: 1,
+            zone_set: 0,
+            from_number: None,
+            segments: 1,
         }
     }
 
@@ -536,7 +801,11 @@ mod tests {
             recorder: rig.recorder,
             counters: Arc::new(Counters::default()),
             campaign_id: 1,
-            from: "+16505550100".into(),
+            rate_per_from: None,
+            rate_unit: RateUnit::Messages,
+            pool: Some(SenderPool::single(
+                E164::from_stored("+16505550100").expect("sender"),
+            )),
             rate: 10.0,
             concurrency: 2,
             poll_delay: Duration::from_secs(15),
@@ -647,9 +916,13 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    fn sender() -> E164 {
+        E164::from_stored("+16505550100").expect("sender")
+    }
+
     fn pacing(rate: f64, start: Instant) -> Pacing {
         let breaker = CircuitBreaker::new(100, 0.5);
-        Pacing::new(rate, breaker, start, SmallRng::seed_from_u64(7))
+        Pacing::new(rate, None, breaker, start, SmallRng::seed_from_u64(7))
     }
 
     fn rate_limited(retry_after: Option<Duration>) -> SendOutcome {
@@ -664,34 +937,34 @@ mod tests {
     fn sends_leave_on_an_even_schedule_under_the_ceiling() {
         let start = Instant::now();
         let mut pacing = pacing(2.0, start);
-        assert_eq!(pacing.wait(start), None);
-        pacing.sent(start);
-        assert_eq!(pacing.wait(start), Some(start + 500 * MS));
-        pacing.sent(start + 500 * MS);
+        assert_eq!(pacing.wait(start, 1), None);
+        pacing.sent(start, &sender(), 1);
+        assert_eq!(pacing.wait(start, 1), Some(start + 500 * MS));
+        pacing.sent(start + 500 * MS, &sender(), 1);
         // The third send's turn comes at one second, but two sends already
         // left in the second before it: the ceiling holds it a little.
         let third = start + 1000 * MS;
-        let held = pacing.wait(third).expect("held by the ceiling");
+        let held = pacing.wait(third, 1).expect("held by the ceiling");
         assert!(held > third && held <= third + 10 * MS, "{held:?}");
-        assert_eq!(pacing.wait(held), None);
+        assert_eq!(pacing.wait(held, 1), None);
     }
 
     #[test]
     fn a_429_pauses_sends_and_halves_the_rate() {
         let start = Instant::now();
         let mut pacing = pacing(10.0, start);
-        pacing.sent(start);
+        pacing.sent(start, &sender(), 1);
         let answered = pacing.after_answer(&rate_limited(Some(2000 * MS)), start + 50 * MS);
         assert_eq!(answered.new_rate, Some(5.0));
         assert!(answered.stop.is_none());
-        assert_eq!(pacing.wait(start + 100 * MS), Some(start + 2050 * MS));
+        assert_eq!(pacing.wait(start + 100 * MS, 1), Some(start + 2050 * MS));
         // After the pause, turns come at the halved rate.
-        pacing.sent(start + 2050 * MS);
-        assert_eq!(pacing.wait(start + 2050 * MS), Some(start + 2250 * MS));
+        pacing.sent(start + 2050 * MS, &sender(), 1);
+        assert_eq!(pacing.wait(start + 2050 * MS, 1), Some(start + 2250 * MS));
         // Without Retry-After the pause is a jittered back-off.
         let answered = pacing.after_answer(&rate_limited(None), start + 2100 * MS);
         assert_eq!(answered.new_rate, Some(2.5));
-        let resumes = pacing.wait(start + 2100 * MS).expect("paused");
+        let resumes = pacing.wait(start + 2100 * MS, 1).expect("paused");
         assert!(resumes <= start + 3100 * MS, "{resumes:?}");
     }
 
@@ -716,7 +989,11 @@ mod tests {
     #[tokio::test]
     async fn a_step_waits_for_its_turn_and_ends_on_an_empty_queue() {
         let (ctx, _dir) = ctx(AmbiguousPolicy::Hold).await;
-        let mut sender = Sender::new(ctx);
+        let gate = Gate::new(
+            crate::campaign::gate_rules(&crate::store::SendRules::default()).expect("rules"),
+            crate::gate::resolve_zone_sets(vec![(0, String::new())]),
+        );
+        let mut sender = Sender::new(ctx, gate);
         let now = Now::read();
         sender
             .shared

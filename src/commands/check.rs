@@ -10,18 +10,22 @@ use anyhow::anyhow;
 
 use super::exit::{Failure, Outcome};
 use super::{import_failure, import_spec};
-use crate::cli::SuppressArgs;
-use crate::config::{Config, Content};
+use crate::campaign::gate_rules;
+use crate::cli::RunArgs;
+use crate::clock::Now;
+use crate::config::{Config, Content, RunSettings};
 use crate::domain::ids::CampaignName;
 use crate::domain::phone::E164;
 use crate::domain::state::MessageState;
+use crate::gate::{resolve_zone_sets, GateRules};
 use crate::import::{self, ImportError, ImportReport, ImportSpec};
+use crate::schedule::estimate::{estimate_finish, Estimate, EstimateInput, PendingGroup};
 use crate::store::{SampleMessage, Store};
 
 pub(super) async fn run(
     config: &Config,
     content: &Content,
-    suppress: &SuppressArgs,
+    run: &RunArgs,
     preview: usize,
 ) -> Result<Outcome, Failure> {
     if content.csv.is_none() {
@@ -31,11 +35,13 @@ pub(super) async fn run(
         )));
     }
     let settings = config
-        .run_settings(&Default::default(), None)
+        .run_settings(run, &content.from, None)
         .map_err(Failure::usage)?;
     let scratch = CampaignName::parse("check").map_err(Failure::runtime)?;
-    let spec = import_spec(&scratch, content, suppress, content.from.clone(), &settings)?;
-    let report = check(&spec, preview).await.map_err(import_failure)?;
+    let spec = import_spec(&scratch, content, &run.suppress, false, &settings)?;
+    let report = check(&spec, &settings, preview, Now::read())
+        .await
+        .map_err(import_failure)?;
     crate::out!("{report}");
     Ok(Outcome::Done)
 }
@@ -52,10 +58,31 @@ struct CheckReport {
     segments: i64,
     preview: Vec<SampleMessage>,
     problems: Vec<SampleMessage>,
+    /// When the sends are expected to end, from the counts, the rates and
+    /// the windows; `None` when the stored windows do not read.
+    schedule: Option<ScheduleReport>,
 }
 
-/// Checks `spec`'s file, previewing the first `preview` messages.
-async fn check(spec: &ImportSpec, preview: usize) -> Result<CheckReport, ImportError> {
+/// The schedule part of a check: the rules, and what they make of the
+/// campaign's timing.
+struct ScheduleReport {
+    rules: GateRules,
+    windows: String,
+    /// Messages per second the estimate assumes, and why.
+    rate: f64,
+    rate_note: String,
+    now: jiff::Timestamp,
+    estimate: Estimate,
+}
+
+/// Checks `spec`'s file, previewing the first `preview` messages, and
+/// estimates when a send started at `now` would finish.
+async fn check(
+    spec: &ImportSpec,
+    settings: &RunSettings,
+    preview: usize,
+    now: Now,
+) -> Result<CheckReport, ImportError> {
     let scratch = tempfile::tempdir().map_err(|source| ImportError::Open {
         path: std::env::temp_dir(),
         source,
@@ -84,10 +111,143 @@ async fn check(spec: &ImportSpec, preview: usize) -> Result<CheckReport, ImportE
                 PROBLEM_ROWS_SHOWN,
             )
             .await?,
+        schedule: match gate_rules(&settings.rules) {
+            Ok(rules) => Some(estimate(&store, id, settings, rules, now).await?),
+            Err(_) => None,
+        },
         import,
     };
     store.close().await;
     Ok(report)
+}
+
+/// When the messages to send would all be sent, zone set by zone set.
+async fn estimate(
+    store: &Store,
+    campaign_id: i64,
+    settings: &RunSettings,
+    rules: GateRules,
+    now: Now,
+) -> Result<ScheduleReport, ImportError> {
+    let zone_sets = resolve_zone_sets(store.zone_sets(campaign_id).await?);
+    let groups = store
+        .pending_by_zone_set(campaign_id)
+        .await?
+        .into_iter()
+        .filter_map(|(id, count)| {
+            let set = zone_sets.iter().find(|set| set.id == id)?;
+            let zones = if set.zones.is_empty() {
+                vec![rules.zone.clone()]
+            } else {
+                set.zones.clone()
+            };
+            Some(PendingGroup {
+                zones,
+                count: u64::try_from(count).unwrap_or(0),
+            })
+        })
+        .collect();
+    let send_rules = &settings.rules;
+    let mut rate = settings.campaign.rate;
+    let mut rate_note = "--rate".to_owned();
+    if let Some(per_from) = send_rules.rate_per_from {
+        let pool = per_from * send_rules.senders.len().max(1) as f64;
+        if pool < rate {
+            rate = pool;
+            rate_note = format!(
+                "--rate-per-from {per_from} × {} sending number(s)",
+                send_rules.senders.len().max(1)
+            );
+        }
+    }
+    if send_rules.rate_unit == crate::domain::text::RateUnit::Segments {
+        let messages = store
+            .count_in_state(campaign_id, MessageState::Pending)
+            .await?;
+        let segments = store
+            .segments_in_state(campaign_id, MessageState::Pending)
+            .await?;
+        if messages > 0 && segments > messages {
+            rate *= messages as f64 / segments as f64;
+            rate_note.push_str(", counted in segments");
+        }
+    }
+    let at = now.timestamp();
+    let estimate = estimate_finish(&EstimateInput {
+        now: at,
+        start_at: rules.start_at,
+        not_after: rules.not_after,
+        schedule: rules.schedule.clone(),
+        rate,
+        max_per_day: rules.max_per_day.map(|cap| (cap, rules.zone.clone())),
+        groups,
+    });
+    Ok(ScheduleReport {
+        windows: rules.schedule.windows.to_string(),
+        rules,
+        rate,
+        rate_note,
+        now: at,
+        estimate,
+    })
+}
+
+impl fmt::Display for ScheduleReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let zone = &self.rules.zone;
+        let local = |at: jiff::Timestamp| at.to_zoned(zone.clone()).strftime("%a %Y-%m-%d %H:%M");
+        writeln!(f, "\nSchedule (times in {}):", self.rules.zone_name)?;
+        writeln!(f, "  windows     {}", self.windows)?;
+        if let Some(start) = self.rules.start_at {
+            writeln!(f, "  start at    {}", local(start))?;
+        }
+        if let Some(deadline) = self.rules.not_after {
+            writeln!(f, "  not after   {}", local(deadline))?;
+        }
+        if let Some(cap) = self.rules.max_per_day {
+            writeln!(f, "  per day     at most {cap} messages")?;
+        }
+        let e = &self.estimate;
+        match e.last_send {
+            Some(last) => writeln!(
+                f,
+                "  estimate    the last message is sent about {} (in {}), at {:.1} messages/s \
+                 ({})",
+                local(last),
+                crate::clock::rounded(
+                    std::time::Duration::try_from(last.duration_since(self.now))
+                        .unwrap_or_default()
+                ),
+                self.rate,
+                self.rate_note
+            )?,
+            None => writeln!(f, "  estimate    no message would be sent")?,
+        }
+        if e.gave_up() {
+            writeln!(
+                f,
+                "  warning: about {} message(s) would still wait a year from now: raise the rate \
+                 or widen the windows",
+                e.unsent_at_horizon
+            )?;
+        }
+        if e.never_open > 0 {
+            writeln!(
+                f,
+                "  warning: {} message(s) would never be sent: their zones' windows never \
+                 overlap",
+                e.never_open
+            )?;
+        }
+        if e.unsent_at_deadline > 0 {
+            writeln!(
+                f,
+                "  warning: about {} message(s) would still wait at the deadline and be cancelled",
+                e.unsent_at_deadline
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for CheckReport {
@@ -127,6 +287,21 @@ impl fmt::Display for CheckReport {
                 "  over length {:>9} (over 1600 GSM-7 or 700 UCS-2 characters; sent with a warning)",
                 r.n_over_length
             )?;
+        }
+        if r.n_campaign_zone > 0 {
+            writeln!(
+                f,
+                "  no own zone {:>9} (toll-free, non-geographic, or a country with several zones: \
+                 texted in the hours of --timezone{})",
+                r.n_campaign_zone,
+                self.schedule
+                    .as_ref()
+                    .map(|s| format!(", {}", s.rules.zone_name))
+                    .unwrap_or_default()
+            )?;
+        }
+        if let Some(schedule) = &self.schedule {
+            write!(f, "{schedule}")?;
         }
         if !self.preview.is_empty() {
             writeln!(f, "\nFirst messages to send:")?;

@@ -23,7 +23,7 @@ use crate::domain::state::AmbiguousPolicy;
 use crate::import::{self, ImportSpec};
 use crate::mock::{Behaviour, RunningSimulator};
 use crate::report::Summary;
-use crate::store::{CampaignSettings, Store};
+use crate::store::{CampaignSettings, SendRules, Store};
 
 /// The bundled recipients, so the demo runs from any directory.
 const SAMPLE_CSV: &str = include_str!("../../samples/recipients.csv");
@@ -52,6 +52,12 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
     let store = Store::open(&workdir.join("demo.db")).await?;
 
     let settings = RunSettings {
+        rules: SendRules {
+            senders: vec![E164::parse_sender(SAMPLE_FROM).map_err(|e| anyhow!("{e}"))?],
+            // The demo sends now, wherever the machine is.
+            timezone: "UTC".into(),
+            ..SendRules::default()
+        },
         campaign: CampaignSettings {
             rate: args.rate,
             concurrency: 8,
@@ -67,7 +73,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
     let spec = ImportSpec {
         campaign: CampaignName::parse("demo")?,
         csv_path: csv_path.clone(),
-        from: Some(E164::parse_sender(SAMPLE_FROM).map_err(|e| anyhow!("{e}"))?),
+        needs_sender: true,
         body_template: Some(SAMPLE_BODY.into()),
         phone_column: None,
         region: Region::default(),
@@ -75,7 +81,9 @@ pub(super) async fn run(args: DemoArgs) -> Result<Outcome, Failure> {
         suppression: Default::default(),
         reject_over_length: false,
         requirements: Vec::new(),
+        timezone_column: None,
         settings: settings.campaign.clone(),
+        rules: settings.rules.clone(),
     };
     let report = import::import(&store, &spec, now_ms()).await?;
     crate::errln!(

@@ -4,7 +4,7 @@ use anyhow::anyhow;
 
 use super::exit::{Failure, Outcome};
 use super::{create_campaign, open_store, print_import};
-use crate::cli::ImportArgs;
+use crate::cli::{ImportArgs, RunArgs};
 use crate::config::{self, Config};
 use crate::shell::shell_word;
 
@@ -22,8 +22,12 @@ pub(super) async fn run(config: &Config, args: ImportArgs) -> Result<Outcome, Fa
             shell_word(name.as_str())
         )));
     }
+    let run = RunArgs {
+        schedule: args.schedule.clone(),
+        ..Default::default()
+    };
     let run_settings = config
-        .run_settings(&Default::default(), None)
+        .run_settings(&run, &content.from, None)
         .map_err(Failure::usage)?;
     let report = create_campaign(&store, &name, &content, &args.suppress, &run_settings).await?;
     print_import(&name, &report);

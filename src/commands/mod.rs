@@ -4,6 +4,7 @@
 //! subcommands share: opening the database, finding a campaign, importing.
 //! Nothing below this layer imports from it.
 
+mod cancel;
 mod check;
 #[cfg(feature = "simulator")]
 mod demo;
@@ -18,13 +19,13 @@ mod status;
 
 use std::sync::Arc;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 
 use crate::cli::{Cli, Command, SuppressArgs};
 use crate::clock::now_ms;
 use crate::config::{Config, Content, RunSettings};
 use crate::domain::ids::CampaignName;
-use crate::domain::phone::{Region, E164};
+use crate::domain::phone::Region;
 use crate::import::{ImportError, ImportReport, ImportSpec};
 use crate::store::{Campaign, Store, StoreError};
 use crate::suppress::SuppressionList;
@@ -38,11 +39,18 @@ pub async fn run(cli: Cli) -> Result<Outcome, Failure> {
         Command::Send(args) => send::send(&config()?, args).await,
         Command::Resume(args) => send::resume(&config()?, args).await,
         Command::Retry(args) => retry::run(&config()?, args).await,
+        Command::Cancel(args) => cancel::run(&config()?, args).await,
         Command::Import(args) => import::run(&config()?, args).await,
         Command::Check(args) => {
             let config = config()?;
             let content = config.content(&args.content).map_err(Failure::usage)?;
-            check::run(&config, &content, &args.suppress, args.preview).await
+            let run = crate::cli::RunArgs {
+                suppress: args.suppress,
+                schedule: args.schedule,
+                rate: args.rate,
+                ..Default::default()
+            };
+            check::run(&config, &content, &run, args.preview).await
         }
         Command::Status(args) => status::run(&config()?, args).await,
         Command::Export(args) => export::run(&config()?, args).await,
@@ -87,8 +95,7 @@ async fn create_campaign(
     suppress: &SuppressArgs,
     settings: &RunSettings,
 ) -> Result<ImportReport, Failure> {
-    let from = content.required_from().map_err(Failure::usage)?;
-    let spec = import_spec(name, content, suppress, Some(from), settings)?;
+    let spec = import_spec(name, content, suppress, true, settings)?;
     crate::import::import(store, &spec, now_ms())
         .await
         .map_err(import_failure)
@@ -111,7 +118,7 @@ fn import_spec(
     campaign: &CampaignName,
     content: &Content,
     suppress: &SuppressArgs,
-    from: Option<E164>,
+    needs_sender: bool,
     settings: &RunSettings,
 ) -> Result<ImportSpec, Failure> {
     let csv_path = content.csv.clone().ok_or_else(|| {
@@ -126,7 +133,7 @@ fn import_spec(
     Ok(ImportSpec {
         campaign: campaign.clone(),
         csv_path,
-        from,
+        needs_sender,
         body_template: content.body.clone(),
         phone_column: content.phone_column.clone(),
         region: content.region,
@@ -134,7 +141,9 @@ fn import_spec(
         suppression: Arc::new(suppression),
         reject_over_length: content.reject_over_length,
         requirements: content.requirements.clone(),
+        timezone_column: content.timezone_column.clone(),
         settings: settings.campaign.clone(),
+        rules: settings.rules.clone(),
     })
 }
 
@@ -174,4 +183,23 @@ fn print_import(name: &CampaignName, report: &ImportReport) {
             report.n_over_length
         );
     }
+}
+
+/// Asks the operator a yes/no `question` on the terminal (no is the
+/// default); without a terminal it refuses to guess and says `without`
+/// and how to answer in advance.
+fn ask(question: &str, without: &str) -> Result<bool, Failure> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(anyhow!("{without} (no terminal to ask on)")));
+    }
+    crate::err!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("failed to read the answer")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }

@@ -1,12 +1,8 @@
 //! `bpsms retry`: puts messages in one final state back to be sent, as a new
 //! attempt, after asking the operator (or on `--yes`).
 
-use std::io::IsTerminal;
-
-use anyhow::{anyhow, Context};
-
 use super::exit::{Failure, Outcome};
-use super::{find, open_existing_store};
+use super::{ask, find, open_existing_store};
 use crate::cli::{RetryArgs, RetryState};
 use crate::clock::now_ms;
 use crate::config::{self, Config};
@@ -23,6 +19,7 @@ pub(super) async fn run(config: &Config, args: RetryArgs) -> Result<Outcome, Fai
         RetryState::Failed => MessageState::Failed,
         RetryState::Rejected => MessageState::Rejected,
         RetryState::Expired => MessageState::Expired,
+        RetryState::Cancelled => MessageState::Cancelled,
     };
     // No run may be sending this campaign while its messages change.
     let lease = Lease::acquire(&store, campaign.id, campaign.name.as_str()).await?;
@@ -50,26 +47,17 @@ pub(super) async fn run(config: &Config, args: RetryArgs) -> Result<Outcome, Fai
     requeued
 }
 
-/// Asks the operator on the terminal; refuses to guess without one.
+/// Asks before re-queueing `n` messages in `state`.
 fn confirm(n: i64, state: MessageState, campaign: &str) -> Result<bool, Failure> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::usage(anyhow!(
-            "{n} message(s) of campaign {campaign:?} are {state}; pass --yes to re-queue them \
-             (no terminal to ask on)"
-        )));
-    }
     let warning = if state == MessageState::Unknown {
         " Some of them may have been delivered already: their recipients would get the text twice."
     } else {
         ""
     };
-    crate::err!("Re-queue {n} message(s) of campaign {campaign} that are {state}, to be sent again?{warning} [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .context("failed to read the answer")?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+    ask(
+        &format!(
+            "Re-queue {n} message(s) of campaign {campaign} that are {state}, to be sent again?{warning}"
+        ),
+        &format!("{n} message(s) of campaign {campaign:?} are {state}; pass --yes to re-queue them"),
+    )
 }

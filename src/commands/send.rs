@@ -38,7 +38,7 @@ pub(super) async fn send(config: &Config, args: SendArgs) -> Result<Outcome, Fai
         .content(&args.campaign.content)
         .map_err(Failure::usage)?;
     if args.dry_run {
-        return check::run(config, &content, &args.run.suppress, 5).await;
+        return check::run(config, &content, &args.run, 5).await;
     }
     let name = config::campaign_name(&args.campaign.campaign).map_err(Failure::usage)?;
     let store = open_store(config).await?;
@@ -68,7 +68,11 @@ async fn send_campaign(
     run: &RunArgs,
 ) -> Result<Outcome, Failure> {
     let run_settings = config
-        .run_settings(run, existing.as_ref().map(|c| &c.settings))
+        .run_settings(
+            run,
+            &content.from,
+            existing.as_ref().map(|c| (&c.settings, &c.rules)),
+        )
         .map_err(Failure::usage)?;
     // Check the API settings before importing: a typo in the environment
     // should not leave a half-configured campaign behind.
@@ -77,6 +81,22 @@ async fn send_campaign(
         Some(campaign) => {
             check_same_campaign(&campaign, content)?;
             suppress_unsent(&store, &campaign, &run.suppress).await?;
+            if run_settings.rules.senders != campaign.rules.senders {
+                let list = |numbers: &[E164]| {
+                    numbers
+                        .iter()
+                        .map(E164::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                crate::errln!(
+                    "Sender pool of campaign {}: {} (was {}); only recipients that a new number \
+                     takes change sender",
+                    campaign.name,
+                    list(&run_settings.rules.senders),
+                    list(&campaign.rules.senders)
+                );
+            }
             campaign
         }
         None => {
@@ -185,17 +205,6 @@ fn check_same_campaign(campaign: &Campaign, content: &Content) -> Result<(), Fai
                 campaign.csv_path,
                 path.display()
             )));
-        }
-    }
-    if let Some(from) = &content.from {
-        let stored_from = stored(
-            campaign,
-            "sender",
-            &campaign.from_number,
-            E164::parse_sender,
-        )?;
-        if *from != stored_from {
-            return Err(refuse(format!("sender {stored_from}")));
         }
     }
     if let Some(body) = &content.body {

@@ -32,6 +32,10 @@ pub enum MessageState {
     Unknown,
     /// Tracking window ended before a final status; the last status is kept.
     Expired,
+    /// Never sent: the campaign's deadline (`--not-after`) passed, or the
+    /// operator cancelled the campaign (`bpsms cancel`). Unlike `expired`,
+    /// the message certainly did not go out.
+    Cancelled,
 }
 
 /// How every `unknown` message's reason ends: what is known, and what the
@@ -41,7 +45,7 @@ pub const UNKNOWN_ADVICE: &str = "it may or may not have been sent: check with t
      --campaign NAME` sends the campaign's unknown messages again";
 
 /// Every state, in the order reports list them.
-pub const ALL_STATES: [MessageState; 12] = [
+pub const ALL_STATES: [MessageState; 13] = [
     MessageState::Pending,
     MessageState::Sending,
     MessageState::Queued,
@@ -51,6 +55,7 @@ pub const ALL_STATES: [MessageState; 12] = [
     MessageState::Rejected,
     MessageState::Unknown,
     MessageState::Expired,
+    MessageState::Cancelled,
     MessageState::Invalid,
     MessageState::Duplicate,
     MessageState::Suppressed,
@@ -118,6 +123,8 @@ pub enum Event {
     TrackingEnded,
     /// The operator asked to send it again.
     Retry,
+    /// The deadline passed before it was sent, or the operator cancelled it.
+    Cancel,
 }
 
 /// A transition that the lifecycle does not allow.
@@ -143,6 +150,7 @@ impl MessageState {
             MessageState::Rejected => "rejected",
             MessageState::Unknown => "unknown",
             MessageState::Expired => "expired",
+            MessageState::Cancelled => "cancelled",
         }
     }
 
@@ -256,7 +264,10 @@ pub fn transition(
             Some(state_for_remote(status, from))
         }
         (S::Queued | S::Sent, Event::TrackingEnded) if from.is_tracked(kind) => Some(S::Expired),
-        (S::Unknown | S::Failed | S::Rejected | S::Expired, Event::Retry) => Some(S::Pending),
+        (S::Pending, Event::Cancel) => Some(S::Cancelled),
+        (S::Unknown | S::Failed | S::Rejected | S::Expired | S::Cancelled, Event::Retry) => {
+            Some(S::Pending)
+        }
         _ => None,
     };
     next.ok_or_else(|| InvalidTransition {
@@ -336,11 +347,23 @@ mod tests {
 
     #[test]
     fn operator_retry() {
-        for state in [S::Unknown, S::Failed, S::Rejected, S::Expired] {
+        for state in [S::Unknown, S::Failed, S::Rejected, S::Expired, S::Cancelled] {
             check(state, Sms, E::Retry, Some(S::Pending));
         }
         check(S::Delivered, Sms, E::Retry, None);
         check(S::Pending, Sms, E::Retry, None);
+    }
+
+    /// Only a message not yet claimed can be cancelled: one in flight or
+    /// sent is past the point where cancelling means anything.
+    #[test]
+    fn only_pending_messages_are_cancelled() {
+        check(S::Pending, Sms, E::Cancel, Some(S::Cancelled));
+        for state in ALL_STATES.into_iter().filter(|&s| s != S::Pending) {
+            check(state, Sms, E::Cancel, None);
+        }
+        assert!(S::Cancelled.is_final(Sms));
+        check(S::Cancelled, Sms, E::Claim, None);
     }
 
     #[test]

@@ -26,6 +26,51 @@ const UCS2_SINGLE: u32 = 70;
 /// UTF-16 code units per part of a multi-part UCS-2 message.
 const UCS2_PER_PART: u32 = 67;
 
+/// The most parts one concatenated SMS can have (its header counts them in
+/// one byte).
+pub const MAX_SEGMENTS: u32 = 255;
+
+/// What `--rate` and `--rate-per-from` count. Carriers count segments:
+/// a three-part SMS costs three. The API reports one segment whatever the
+/// length (spec §11, gap 13), so bpsms counts them itself ([`analyse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RateUnit {
+    #[default]
+    Messages,
+    Segments,
+}
+
+impl RateUnit {
+    /// The name stored in the database: `messages` or `segments`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateUnit::Messages => "messages",
+            RateUnit::Segments => "segments",
+        }
+    }
+
+    /// What one message of `segments` parts weighs against the rates: at
+    /// least 1, and at most 255, the most parts a concatenated SMS has.
+    pub fn weight(self, segments: u32) -> u32 {
+        match self {
+            RateUnit::Messages => 1,
+            RateUnit::Segments => segments.clamp(1, MAX_SEGMENTS),
+        }
+    }
+}
+
+impl std::str::FromStr for RateUnit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "messages" => Ok(RateUnit::Messages),
+            "segments" => Ok(RateUnit::Segments),
+            other => Err(format!("expected messages or segments, got {other:?}")),
+        }
+    }
+}
+
 /// The character encoding a message body travels in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
@@ -262,6 +307,18 @@ fn gsm7_septets(character: char) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_units_weigh_messages_or_segments() {
+        assert_eq!(RateUnit::default(), RateUnit::Messages);
+        assert_eq!(RateUnit::Messages.weight(3), 1);
+        assert_eq!(RateUnit::Segments.weight(3), 3);
+        assert_eq!(RateUnit::Segments.weight(0), 1);
+        assert_eq!(RateUnit::Segments.weight(1000), MAX_SEGMENTS);
+        for unit in [RateUnit::Messages, RateUnit::Segments] {
+            assert_eq!(unit.as_str().parse::<RateUnit>(), Ok(unit));
+        }
+    }
 
     #[track_caller]
     fn check(body: &str, encoding: Encoding, segments: u32, units: u32, chars: u32) {

@@ -12,6 +12,7 @@ pub mod consent;
 mod seen;
 mod source;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -21,12 +22,14 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::domain::ids::CampaignName;
+use crate::domain::phone::zones::{zones_for, NumberZones};
 use crate::domain::phone::{Region, E164};
 use crate::domain::state::{MessageKind, MessageState};
 use crate::domain::template::{BoundTemplate, Template, TemplateError};
 use crate::domain::text;
 use crate::store::{
-    CampaignSettings, HeldDuplicates, NewCampaign, NewMessage, PreparedRows, Store, StoreError,
+    CampaignSettings, HeldDuplicates, NewCampaign, NewMessage, PreparedRows, SendRules, Store,
+    StoreError, ZoneSetIds,
 };
 use crate::suppress::SuppressionList;
 use consent::{BoundRequirement, Requirement};
@@ -41,6 +44,11 @@ pub const PHONE_COLUMNS: [&str; 5] = ["phone", "to", "mobile", "msisdn", "phone_
 pub const BODY_COLUMN: &str = "body";
 /// The column whose URLs make a row an MMS.
 pub const MEDIA_COLUMN: &str = "media_urls";
+/// The column that names a row's time zone, unless `--timezone-column`
+/// names another.
+pub const TIMEZONE_COLUMN: &str = "timezone";
+/// The column that names a row's sender.
+pub const FROM_COLUMN: &str = "from";
 /// Most media items per MMS (spec §4.2).
 pub const MAX_MEDIA: usize = 10;
 
@@ -51,8 +59,9 @@ const BATCH: usize = 1024;
 pub struct ImportSpec {
     pub campaign: CampaignName,
     pub csv_path: PathBuf,
-    /// `None` only for a check that sends nothing.
-    pub from: Option<E164>,
+    /// Every row needs a sender (`rules.senders` or its `from` cell); not
+    /// for a check, which sends nothing.
+    pub needs_sender: bool,
     /// `--body`; `None` means the CSV's `body` column.
     pub body_template: Option<String>,
     pub phone_column: Option<String>,
@@ -64,7 +73,10 @@ pub struct ImportSpec {
     /// `--require`: rows whose column does not hold the value are
     /// `suppressed`.
     pub requirements: Vec<Requirement>,
+    /// `--timezone-column`; `None`: the `timezone` column, if any.
+    pub timezone_column: Option<String>,
     pub settings: CampaignSettings,
+    pub rules: SendRules,
 }
 
 /// How to read the file's bytes.
@@ -92,6 +104,10 @@ pub struct ImportReport {
     /// The first few of their row numbers, to show.
     pub empty_placeholder_rows: Vec<i64>,
     pub n_mms: i64,
+    /// Messages to send whose number has no zone of its own (toll-free,
+    /// non-geographic, or a country with several zones): sent in the
+    /// hours of `--timezone`. Duplicates included.
+    pub n_campaign_zone: i64,
 }
 
 /// Why a file could not be imported at all.
@@ -141,6 +157,17 @@ pub enum ImportError {
         column: String,
         headers: String,
     },
+    #[error("{path}: --timezone-column {name:?} is not in the header (the header has: {headers})")]
+    TimezoneColumnMissing {
+        path: PathBuf,
+        name: String,
+        headers: String,
+    },
+    #[error(
+        "{path}: no sender; pass --from E164 (a Text Out access number of the tenant, e.g. \
+         +16505550100; repeat it for a pool) or add a `from` column (the header has: {headers})"
+    )]
+    NoSender { path: PathBuf, headers: String },
     #[error("{path}: --phone-column {name:?} is not in the header (the header has: {headers})")]
     PhoneColumnMissing {
         path: PathBuf,
@@ -215,16 +242,12 @@ pub async fn import(
                 name: spec.campaign.clone(),
                 csv_path: spec.csv_path.display().to_string(),
                 csv_sha256: String::new(),
-                from_number: spec
-                    .from
-                    .as_ref()
-                    .map(|from| from.as_str().to_string())
-                    .unwrap_or_default(),
                 body_template: spec.body_template.clone(),
                 default_region: spec.region.as_str().to_string(),
                 phone_column: layout.phone_column,
                 requirements: consent::stored_form(&spec.requirements),
                 settings: spec.settings.clone(),
+                rules: spec.rules.clone(),
             },
             now,
         )
@@ -269,6 +292,9 @@ impl ImportReport {
         if message.over_length && message.state == MessageState::Pending {
             self.n_over_length += 1;
         }
+        if message.zones.is_empty() && message.state == MessageState::Pending {
+            self.n_campaign_zone += 1;
+        }
         if message.empty_placeholder && message.state == MessageState::Pending {
             self.n_empty_placeholder += 1;
             if self.empty_placeholder_rows.len() < EMPTY_PLACEHOLDER_ROWS_SHOWN {
@@ -307,6 +333,8 @@ struct Columns {
     phone: usize,
     body: Option<usize>,
     media: Option<usize>,
+    timezone: Option<usize>,
+    from: Option<usize>,
     n_fields: usize,
 }
 
@@ -318,6 +346,11 @@ struct RowRules {
     region: Region,
     suppression: Arc<SuppressionList>,
     reject_over_length: bool,
+    /// A row without a `from` cell has a sender: the pool, or a check.
+    pool_sends: bool,
+    /// The zone names of the `timezone` column met so far, as read and as
+    /// the time zone database names them (or why it does not know them).
+    zone_names: HashMap<String, Result<String, String>>,
 }
 
 /// A recipients table being read: the header understood, then rows in
@@ -387,6 +420,8 @@ impl<R: Read> RecipientTable<R> {
                 region: spec.region,
                 suppression: spec.suppression.clone(),
                 reject_over_length: spec.reject_over_length,
+                pool_sends: !spec.needs_sender || !spec.rules.senders.is_empty(),
+                zone_names: HashMap::new(),
             },
             headers,
             record: csv::StringRecord::new(),
@@ -464,6 +499,7 @@ fn read_rows(
         return Ok((String::new(), report));
     };
     let mut seen = SeenNumbers::new().map_err(ImportError::NoMemory)?;
+    let mut zone_sets = ZoneSetIds::default();
     while let Some(batch) = table.next_batch()? {
         for message in &batch {
             report.count(message);
@@ -476,8 +512,8 @@ fn read_rows(
                     .is_some_and(|number| seen.insert(number))
         });
         let batch = ReadBatch {
-            rows: PreparedRows::new(campaign_id, rows),
-            held: PreparedRows::held(held),
+            rows: PreparedRows::new(campaign_id, rows, &mut zone_sets),
+            held: PreparedRows::held(held, &mut zone_sets),
         };
         if tx.blocking_send(batch).is_err() {
             return Ok((String::new(), report));
@@ -586,10 +622,29 @@ fn resolve_columns(spec: &ImportSpec, headers: &[String]) -> Result<Columns, Imp
     } else {
         None
     };
+    let timezone = match &spec.timezone_column {
+        Some(name) => Some(
+            find(name)?.ok_or_else(|| ImportError::TimezoneColumnMissing {
+                path: path.clone(),
+                name: name.clone(),
+                headers: listed(),
+            })?,
+        ),
+        None => find(TIMEZONE_COLUMN)?,
+    };
+    let from = find(FROM_COLUMN)?;
+    if spec.needs_sender && spec.rules.senders.is_empty() && from.is_none() {
+        return Err(ImportError::NoSender {
+            path: path.clone(),
+            headers: listed(),
+        });
+    }
     Ok(Columns {
         phone,
         body,
         media: find(MEDIA_COLUMN)?,
+        timezone,
+        from,
         n_fields: headers.len(),
     })
 }
@@ -598,7 +653,7 @@ impl RowRules {
     /// Turns one CSV record into a message: `pending`, or `invalid` or
     /// `suppressed` with a reason.
     fn prepare_row(
-        &self,
+        &mut self,
         row_number: i64,
         record: &csv::StringRecord,
         body: &mut String,
@@ -626,6 +681,37 @@ impl RowRules {
         let info = text::analyse(body);
         let over_length = kind == MessageKind::Sms && info.over_limit();
         let phone = E164::parse(&phone_raw, &self.region);
+        let cell = |column: Option<usize>| {
+            column
+                .and_then(|i| record.get(i))
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+        };
+        let (zones, zone_problem) = match cell(columns.timezone) {
+            Some(name) => match zone_name(&mut self.zone_names, name) {
+                Ok(zone) => (zone, None),
+                Err(problem) => (String::new(), Some(format!("row {row_number}: {problem}"))),
+            },
+            None => (number_zones(phone.as_ref().ok()), None),
+        };
+        let (from_number, from_problem) = match cell(columns.from) {
+            Some(raw) => match E164::parse_sender(raw) {
+                Ok(number) => (Some(number), None),
+                Err(error) => (
+                    None,
+                    Some(format!(
+                        "the {FROM_COLUMN} column holds {raw:?}, which is not a sender number: {error}"
+                    )),
+                ),
+            },
+            None if self.pool_sends => (None, None),
+            None => (
+                None,
+                Some(format!(
+                    "no sender: the {FROM_COLUMN} cell is empty and no --from was given"
+                )),
+            ),
+        };
         let reason = match &phone {
             Err(error) => Some(error.to_string()),
             Ok(_) if record.len() != columns.n_fields => Some(format!(
@@ -636,6 +722,8 @@ impl RowRules {
             Ok(_) if record.as_slice().contains('\0') => Some(
                 "the row contains a NUL byte; the file is damaged or not a text file".into(),
             ),
+            Ok(_) if zone_problem.is_some() => zone_problem,
+            Ok(_) if from_problem.is_some() => from_problem,
             Ok(_) => check_media(&media).err().or_else(|| {
                 if kind == MessageKind::Sms && body.trim().is_empty() {
                     Some("the message text is empty".into())
@@ -678,7 +766,41 @@ impl RowRules {
             reason: reason.or(suppressed),
             over_length,
             empty_placeholder,
+            zones,
+            from_number,
         }
+    }
+}
+
+/// The name the time zone database gives the zone `name` a row's cell
+/// holds, or why it has none; each distinct cell is looked up once, in
+/// `known`.
+fn zone_name(
+    known: &mut HashMap<String, Result<String, String>>,
+    name: &str,
+) -> Result<String, String> {
+    if let Some(found) = known.get(name) {
+        return found.clone();
+    }
+    let found = crate::schedule::parse_zone(name)
+        .map(|zone| zone.iana_name().unwrap_or(name).to_owned())
+        .map_err(|error| {
+            format!(
+                "the time zone column holds {name:?}: {error}; or leave the cell empty to use \
+                     the number's own zone"
+            )
+        });
+    known.insert(name.to_owned(), found.clone());
+    found
+}
+
+/// The zones a number is texted in, as a zone set stores them: its own
+/// prefix's, or empty for the campaign's zone (a number that spans its
+/// country, or that the data does not place).
+fn number_zones(number: Option<&E164>) -> String {
+    match number.map(zones_for) {
+        Some(NumberZones::Local(zones)) => zones.join(" "),
+        Some(NumberZones::CountryWide | NumberZones::Unknown) | None => String::new(),
     }
 }
 

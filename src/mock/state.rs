@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::wire::{MessageResource, MESSAGES_PATH};
-use crate::clock::{duration_ms, format_ms, now_ms};
+use crate::clock::{duration_ms, now_ms, timestamp};
 use crate::mock::behaviour::Behaviour;
 
 /// The fixed tenant identifier the simulator answers with.
@@ -548,7 +548,8 @@ fn upper_hex(bytes: &[u8]) -> String {
 
 /// `Tue, 14 May 2024 09:15:02 +0000`.
 pub(crate) fn rfc2822(unix_ms: i64) -> String {
-    format_ms(unix_ms, &time::format_description::well_known::Rfc2822)
+    let zoned = timestamp(unix_ms).to_zoned(jiff::tz::TimeZone::UTC);
+    jiff::fmt::rfc2822::to_string(&zoned).unwrap_or_default()
 }
 
 fn duration_us(duration: Duration) -> u64 {

@@ -246,10 +246,7 @@ async fn send_then_get_progresses_to_delivered() {
     assert_eq!(sent["uri"], format!("{MESSAGES_PATH}/{sid}"));
     let created = sent["date_created"].as_str().expect("date_created");
     assert!(created.ends_with(" +0000"), "{created}");
-    assert!(
-        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc2822)
-            .is_ok()
-    );
+    assert!(jiff::fmt::rfc2822::parse(created).is_ok(), "{created}");
 
     let sent_state = wait_for_status(&sim, &token, &sid, "sent").await;
     assert!(sent_state["date_sent"].is_string());

@@ -52,6 +52,7 @@ pub(super) fn state_code(state: MessageState) -> i64 {
         MessageState::Rejected => 10,
         MessageState::Unknown => 11,
         MessageState::Expired => 12,
+        MessageState::Cancelled => 13,
     }
 }
 

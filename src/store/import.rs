@@ -3,6 +3,8 @@
 //! rows whose number may repeat an earlier row ([`PreparedRows::held`]) and
 //! settles them once every row is in ([`Import::settle_held`]).
 
+use std::collections::HashMap;
+
 use sqlx::query_builder::Separated;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -33,7 +35,7 @@ impl Store {
         .bind(campaign.name.as_str())
         .bind(&campaign.csv_path)
         .bind(&campaign.csv_sha256)
-        .bind(&campaign.from_number)
+        .bind(campaign.rules.stored_senders())
         .bind(&campaign.body_template)
         .bind(&campaign.default_region)
         .bind(&campaign.phone_column)
@@ -53,6 +55,11 @@ impl Store {
             _ => StoreError::Sql(error),
         })?
         .try_get(0)?;
+        super::campaigns::store_rules(&mut tx, campaign_id, &campaign.rules).await?;
+        sqlx::query("INSERT INTO zone_sets (campaign_id, id, zones) VALUES (?, 0, '')")
+            .bind(campaign_id)
+            .execute(&mut *tx)
+            .await?;
         // Rows held back until their number is settled (see
         // [`PreparedRows::held`]). Temporary, and created inside the
         // transaction: a rolled-back import leaves nothing behind, a
@@ -61,7 +68,8 @@ impl Store {
             "CREATE TEMP TABLE import_held (
                row_number INTEGER PRIMARY KEY, phone_raw TEXT NOT NULL, phone_e164 TEXT NOT NULL,
                kind TEXT NOT NULL, body TEXT NOT NULL, media_urls TEXT, segments INTEGER NOT NULL,
-               encoding TEXT NOT NULL, over_length INTEGER NOT NULL)",
+               encoding TEXT NOT NULL, zone_set INTEGER NOT NULL, from_number TEXT,
+               over_length INTEGER NOT NULL)",
         )
         .execute(&mut *tx)
         .await?;
@@ -122,17 +130,47 @@ pub struct Import {
 /// for [`Import::insert`]. Built away from the writer, which then only runs
 /// them.
 pub struct PreparedRows {
+    /// Zone sets first seen in these rows, written before them.
+    zone_sets: Vec<(i64, String)>,
     statements: Vec<QueryBuilder<'static, Sqlite>>,
     held: bool,
 }
 
+/// The zone sets of one import: each distinct set of zones gets the next
+/// id, 0 being the campaign's own zone.
+#[derive(Debug, Default)]
+pub struct ZoneSetIds {
+    ids: HashMap<String, i64>,
+}
+
+impl ZoneSetIds {
+    /// The id of `zones` (IANA names, sorted, joined by spaces); a set seen
+    /// for the first time is added to `new`.
+    fn id(&mut self, zones: &str, new: &mut Vec<(i64, String)>) -> i64 {
+        if zones.is_empty() {
+            return 0;
+        }
+        if let Some(&id) = self.ids.get(zones) {
+            return id;
+        }
+        let id = i64::try_from(self.ids.len()).unwrap_or(i64::MAX) + 1;
+        self.ids.insert(zones.to_owned(), id);
+        new.push((id, zones.to_owned()));
+        id
+    }
+}
+
 impl PreparedRows {
     /// Rows written as they are.
-    pub fn new(campaign_id: i64, messages: Vec<NewMessage>) -> PreparedRows {
-        Self::build(messages, false, |query, rows| {
+    pub fn new(
+        campaign_id: i64,
+        messages: Vec<NewMessage>,
+        zones: &mut ZoneSetIds,
+    ) -> PreparedRows {
+        Self::build(messages, zones, false, |query, rows| {
             query.push(
                 "INSERT INTO messages (row_number, phone_raw, phone_e164, kind, body, media_urls,
-                   segments, encoding, campaign_id, state, reason) ",
+                   segments, encoding, zone_set, from_number, campaign_id, state, reason) ",
             );
             query.push_values(rows, |mut b, m| {
                 let (state, reason, _) = bind_content(&mut b, m);
@@ -148,11 +186,11 @@ impl PreparedRows {
     /// `duplicate` once the import has seen every row. Writing them as
     /// `pending` and correcting them later would rewrite pages all over the
     /// table.
-    pub fn held(messages: Vec<NewMessage>) -> PreparedRows {
-        Self::build(messages, true, |query, rows| {
+    pub fn held(messages: Vec<NewMessage>, zones: &mut ZoneSetIds) -> PreparedRows {
+        Self::build(messages, zones, true, |query, rows| {
             query.push(
                 "INSERT INTO temp.import_held (row_number, phone_raw, phone_e164, kind, body,
-                   media_urls, segments, encoding, over_length) ",
+                   media_urls, segments, encoding, zone_set, from_number, over_length) ",
             );
             query.push_values(rows, |mut b, m| {
                 let (_, _, over_length) = bind_content(&mut b, m);
@@ -164,13 +202,17 @@ impl PreparedRows {
     /// One INSERT per `INSERT_ROWS` messages, written by `statement`.
     fn build(
         messages: Vec<NewMessage>,
+        zones: &mut ZoneSetIds,
         held: bool,
-        mut statement: impl FnMut(&mut QueryBuilder<'static, Sqlite>, Vec<NewMessage>),
+        mut statement: impl FnMut(&mut QueryBuilder<'static, Sqlite>, Vec<(i64, NewMessage)>),
     ) -> PreparedRows {
-        let mut messages = messages.into_iter();
+        let mut zone_sets = Vec::new();
+        let mut messages = messages
+            .into_iter()
+            .map(|m| (zones.id(&m.zones, &mut zone_sets), m));
         let mut statements = Vec::new();
         loop {
-            let rows: Vec<NewMessage> = messages.by_ref().take(INSERT_ROWS).collect();
+            let rows: Vec<(i64, NewMessage)> = messages.by_ref().take(INSERT_ROWS).collect();
             if rows.is_empty() {
                 break;
             }
@@ -178,16 +220,20 @@ impl PreparedRows {
             statement(&mut query, rows);
             statements.push(query);
         }
-        PreparedRows { statements, held }
+        PreparedRows {
+            zone_sets,
+            statements,
+            held,
+        }
     }
 }
 
 /// Binds the columns a written and a held row share, `row_number` to
-/// `encoding` in table order, and hands back the rest: state, reason, and
-/// whether the text is over length.
+/// `from_number`, and hands back the rest: state, reason, and whether the
+/// text is over length.
 fn bind_content(
     b: &mut Separated<'_, 'static, Sqlite, &'static str>,
-    m: NewMessage,
+    (zone_set, m): (i64, NewMessage),
 ) -> (MessageState, Option<String>, bool) {
     b.push_bind(m.row_number)
         .push_bind(m.phone_raw)
@@ -196,7 +242,9 @@ fn bind_content(
         .push_bind(m.body)
         .push_bind(m.media_urls)
         .push_bind(i64::from(m.segments))
-        .push_bind(m.encoding);
+        .push_bind(m.encoding)
+        .push_bind(zone_set)
+        .push_bind(m.from_number.map(|number| number.to_string()));
     (m.state, m.reason, m.over_length)
 }
 
@@ -212,7 +260,7 @@ pub struct HeldDuplicates {
 const IMPORT_CACHE_KIB: u32 = 4 * 1024;
 const DEFAULT_CACHE_KIB: u32 = 2000;
 
-/// Rows per INSERT statement (11 bound parameters each, well under SQLite's
+/// Rows per INSERT statement (13 bound parameters each, well under SQLite's
 /// limit of 32766).
 pub(super) const INSERT_ROWS: usize = 1024;
 
@@ -242,9 +290,9 @@ impl Import {
                SELECT h.phone, coalesce(w.first_row, h.first_row) AS row_number
                FROM held_first AS h LEFT JOIN written_first AS w ON w.phone = h.phone)
              INSERT INTO messages (campaign_id, row_number, phone_raw, phone_e164, kind, body,
-               media_urls, segments, encoding, state, reason)
+               media_urls, segments, encoding, zone_set, from_number, state, reason)
              SELECT ?1, h.row_number, h.phone_raw, h.phone_e164, h.kind, h.body, h.media_urls,
-               h.segments, h.encoding,
+               h.segments, h.encoding, h.zone_set, h.from_number,
                CASE WHEN f.row_number = h.row_number THEN 'pending' ELSE 'duplicate' END,
                CASE WHEN f.row_number = h.row_number THEN NULL
                     ELSE 'duplicate of row ' || f.row_number END
@@ -267,6 +315,14 @@ impl Import {
 
     pub async fn insert(&mut self, rows: PreparedRows) -> Result<()> {
         self.held |= rows.held && !rows.statements.is_empty();
+        for (id, zones) in rows.zone_sets {
+            sqlx::query("INSERT INTO zone_sets (campaign_id, id, zones) VALUES (?, ?, ?)")
+                .bind(self.campaign_id)
+                .bind(id)
+                .bind(zones)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         for mut statement in rows.statements {
             statement.build().execute(&mut *self.tx).await?;
         }
@@ -307,12 +363,13 @@ mod tests {
     async fn held_rows_are_settled_against_earlier_rows() {
         let (_dir, store, mut import) = new_import().await;
         let id = import.campaign_id();
+        let mut zones = ZoneSetIds::default();
         let written = vec![
             pending_row(1, "+14155550001", MessageKind::Sms),
             pending_row(2, "+14155550002", MessageKind::Sms),
         ];
         import
-            .insert(PreparedRows::new(id, written))
+            .insert(PreparedRows::new(id, written, &mut zones))
             .await
             .expect("rows");
         let held = vec![
@@ -322,7 +379,10 @@ mod tests {
             pending_row(5, "+14155550009", MessageKind::Sms),
             pending_row(6, "+14155550001", MessageKind::Sms),
         ];
-        import.insert(PreparedRows::held(held)).await.expect("held");
+        import
+            .insert(PreparedRows::held(held, &mut zones))
+            .await
+            .expect("held");
         let duplicates = import.settle_held().await.expect("settle");
         assert_eq!(
             duplicates,

@@ -43,11 +43,11 @@ use crate::domain::ids::CampaignName;
 use crate::domain::state::{Event, MessageKind, MessageState};
 
 pub use answers::{Change, ClaimKind};
-pub use import::{HeldDuplicates, Import, PreparedRows};
-pub use queue::{Claim, Recovered};
+pub use import::{HeldDuplicates, Import, PreparedRows, ZoneSetIds};
+pub use queue::{Claim, DailyCap, Recovered};
 pub use rows::{
     Campaign, CampaignSettings, ClaimedMessage, DueMessage, ExportRow, NewCampaign, NewMessage,
-    Runner, SampleMessage,
+    Runner, SampleMessage, SendRules,
 };
 pub use tracking::DueClaim;
 

@@ -67,30 +67,44 @@ impl Store {
     }
 }
 
-/// Events from which converting the old history (migration 0003) takes long
-/// enough, a few seconds, that a silent pause would look like a hang.
-const LONG_UPGRADE_EVENTS: i64 = 300_000;
+/// Rows from which a one-time upgrade takes long enough, a few seconds,
+/// that a silent pause would look like a hang.
+const LONG_UPGRADE_ROWS: i64 = 300_000;
 
-/// Says so before a one-time upgrade that takes a while: converting a
-/// database's history to its compact form takes about 15 s per million
-/// messages.
+/// Says so before a one-time upgrade that takes a while: converting the
+/// history to its compact form (migration 3, about 5 s per million
+/// events), and rebuilding the messages for scheduling (migration 5).
 async fn announce_a_long_upgrade(pool: &SqlitePool, path: &Path) -> Result<()> {
-    let old_history: Option<String> =
-        sqlx::query_scalar("SELECT type FROM sqlite_master WHERE name = 'events'")
+    let has = |name: &'static str| async move {
+        sqlx::query_scalar::<_, String>("SELECT type FROM sqlite_master WHERE name = ?")
+            .bind(name)
             .fetch_optional(pool)
+            .await
+    };
+    let old_history = has("events").await?;
+    if old_history.as_deref() == Some("table") {
+        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(pool)
             .await?;
-    if old_history.as_deref() != Some("table") {
-        return Ok(());
+        if events >= LONG_UPGRADE_ROWS {
+            crate::errln!(
+                "Converting the history of {} to its compact form ({events} events; once, about \
+                 5 s per million events)…",
+                path.display()
+            );
+        }
     }
-    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-        .fetch_one(pool)
-        .await?;
-    if events >= LONG_UPGRADE_EVENTS {
-        crate::errln!(
-            "Converting the history of {} to its compact form ({events} events; once, about \
-             5 s per million events)…",
-            path.display()
-        );
+    if has("messages").await?.is_some() && has("zone_sets").await?.is_none() {
+        let messages: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+            .fetch_one(pool)
+            .await?;
+        if messages >= LONG_UPGRADE_ROWS {
+            crate::errln!(
+                "Upgrading {} for send windows and deadlines ({messages} messages are rewritten \
+                 once, with their history)…",
+                path.display()
+            );
+        }
     }
     Ok(())
 }
@@ -122,6 +136,8 @@ mod tests {
     use sqlx::sqlite::SqlitePool;
 
     use super::*;
+    use crate::domain::ids::CampaignName;
+    use crate::domain::state::MessageState;
     use crate::store::testing::{campaign_of, new_campaign};
 
     /// A database that cannot grow past `max_pages` pages, so that a test
@@ -154,7 +170,11 @@ mod tests {
             })
             .collect();
         let error = import
-            .insert(crate::store::PreparedRows::new(import.campaign_id(), rows))
+            .insert(crate::store::PreparedRows::new(
+                import.campaign_id(),
+                rows,
+                &mut crate::store::ZoneSetIds::default(),
+            ))
             .await
             .expect_err("the cap is too small for the rows");
         assert!(error.to_string().contains("the disk is full"), "{error}");
@@ -284,6 +304,75 @@ mod tests {
         .await
         .expect("last event");
         assert_eq!(last, (4, "sending".into()));
+    }
+
+    /// A campaign made before scheduling existed keeps its rows and its
+    /// history, sends from its one number at any hour, and its messages may
+    /// now be cancelled.
+    #[tokio::test]
+    async fn a_campaign_from_before_scheduling_sends_as_it_did() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        let pool = old_database(&path, 4).await;
+        sqlx::raw_sql(
+            "INSERT INTO campaigns (id, name, csv_path, csv_sha256, from_number, body_template,
+               default_region, phone_column, rate, concurrency, poll_delay_ms, track_for_ms,
+               on_ambiguous, n_rows, created_at)
+             VALUES (1, 'old', 'a.csv', 'sha', '+16505550100', NULL, 'US', 'phone', 10, 4, 1000,
+               60000, 'hold', 2, 0);
+             INSERT INTO messages (id, campaign_id, row_number, phone_raw, phone_e164, kind, body,
+               segments, encoding, state, sid)
+             VALUES (1, 1, 1, '4155550101', '+14155550101', 'sms', 'hi', 1, 'gsm7', 'delivered', 'S1'),
+                    (2, 1, 2, '4155550102', '+14155550102', 'sms', 'hi', 1, 'gsm7', 'pending', NULL);
+             INSERT INTO event_log (message_id, seq, at, from_state, to_state)
+             VALUES (1, 0, 5, 1, 5), (1, 1, 9, 5, 8);",
+        )
+        .execute(&pool)
+        .await
+        .expect("old rows");
+        pool.close().await;
+
+        let store = Store::open(&path).await.expect("migrate");
+        let campaign = store
+            .find_campaign(&CampaignName::parse("old").expect("name"))
+            .await
+            .expect("find")
+            .expect("old");
+        assert_eq!(
+            campaign.rules.senders,
+            vec![crate::domain::phone::E164::from_stored("+16505550100").expect("number")]
+        );
+        assert_eq!(
+            (
+                campaign.rules.windows.as_str(),
+                campaign.rules.timezone.as_str()
+            ),
+            ("", "")
+        );
+        assert_eq!(
+            store.zone_sets(1).await.expect("sets"),
+            vec![(0, String::new())]
+        );
+        assert_eq!(
+            store.pending_by_zone_set(1).await.expect("pending"),
+            vec![(0, 1)]
+        );
+        let history: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE message_id = 1")
+            .fetch_one(&store.pool)
+            .await
+            .expect("history");
+        assert_eq!(history, 2);
+        assert_eq!(
+            store.cancel_pending(1, "test", 20).await.expect("cancel"),
+            1
+        );
+        assert_eq!(
+            store
+                .count_in_state(1, MessageState::Cancelled)
+                .await
+                .expect("count"),
+            1
+        );
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! ones a dead run left in flight, putting messages back on the operator's
 //! word, and suppressing pending messages whose number is on a list.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
@@ -128,6 +128,75 @@ impl Store {
         })
     }
 
+    /// The campaign's zone sets: id and zones (IANA names, sorted, joined
+    /// by spaces; empty for set 0, the campaign's own zone).
+    pub async fn zone_sets(&self, campaign_id: i64) -> Result<Vec<(i64, String)>> {
+        Ok(
+            sqlx::query_as("SELECT id, zones FROM zone_sets WHERE campaign_id = ? ORDER BY id")
+                .bind(campaign_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Pending messages per zone set, for the sets that have any. One
+    /// range of `messages_sendable` per set.
+    pub async fn pending_by_zone_set(&self, campaign_id: i64) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT z.id, (SELECT COUNT(*) FROM messages AS m INDEXED BY messages_sendable
+                           WHERE m.campaign_id = z.campaign_id AND m.zone_set = z.id
+                             AND m.state = 'pending') AS n
+             FROM zone_sets AS z WHERE z.campaign_id = ? AND n > 0 ORDER BY z.id",
+        )
+        .bind(campaign_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Claims made on `day` (`YYYY-MM-DD` in the campaign's zone), for
+    /// `--max-per-day`.
+    pub async fn claimed_on(&self, campaign_id: i64, day: &str) -> Result<u64> {
+        let claimed: Option<i64> =
+            sqlx::query_scalar("SELECT claimed FROM daily_sends WHERE campaign_id = ? AND day = ?")
+                .bind(campaign_id)
+                .bind(day)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(claimed.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
+    /// Every message of the campaign not yet sent (`pending`) becomes
+    /// `cancelled` with `reason`, each with its event, in one transaction.
+    /// Returns how many.
+    pub async fn cancel_pending(&self, campaign_id: i64, reason: &str, now: i64) -> Result<u64> {
+        let to = next_state(MessageState::Pending, MessageKind::Sms, &Event::Cancel)?;
+        let mut tx = self.begin().await?;
+        sqlx::query(&events::append_sql(
+            "SELECT id, ?3 AS detail FROM messages WHERE campaign_id = ?2 AND state = 'pending'",
+            1,
+            MessageState::Pending,
+            to,
+        ))
+        .bind(now)
+        .bind(campaign_id)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        let n = sqlx::query(
+            "UPDATE messages SET state = ?, reason = ?, final_at = ?
+             WHERE campaign_id = ? AND state = 'pending'",
+        )
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// True while some message of the campaign is waiting to be sent.
     pub async fn has_pending(&self, campaign_id: i64) -> Result<bool> {
         let found = sqlx::query(
@@ -197,27 +266,47 @@ pub struct Recovered {
     pub requeued: u64,
 }
 
-/// Messages to claim for sending: the first `limit` pending ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Messages to claim for sending: up to `limit` pending ones among the
+/// zone sets whose window is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub campaign_id: i64,
     pub limit: usize,
+    /// The open zone sets, the first served first (the one whose window
+    /// closes soonest, say); within a set, in row order.
+    pub zone_sets: Arc<[i64]>,
+    /// `--max-per-day`: the claims the day allows at most.
+    pub daily_cap: Option<DailyCap>,
+}
+
+/// The claims one calendar day of the campaign's zone allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyCap {
+    /// The day, `YYYY-MM-DD`.
+    pub day: String,
+    pub cap: u64,
 }
 
 /// The claim as one script (see [`claim_in`]); `?1` is the time, `?2` the
-/// campaign, `?3` the limit.
+/// campaign, `?3` the limit, `?4` the open zone sets as a JSON array. Each
+/// open set is one range of `messages_sendable`, read in the array's order
+/// (the CROSS JOIN fixes it) until the limit: no scan of the messages that
+/// wait for their window, and no sort.
 static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "CREATE TEMP TABLE IF NOT EXISTS claimed (id INTEGER PRIMARY KEY);
          DELETE FROM temp.claimed;
          INSERT INTO temp.claimed (id)
-           SELECT id FROM messages WHERE campaign_id = ?2 AND state = 'pending'
-           ORDER BY id LIMIT ?3;
+           SELECT m.id FROM json_each(?4) AS open
+             CROSS JOIN messages AS m INDEXED BY messages_sendable
+           WHERE m.campaign_id = ?2 AND m.zone_set = open.value AND m.state = 'pending'
+           LIMIT ?3;
          {append_events};
          UPDATE messages SET state = 'sending', attempts = attempts + 1, reason = NULL
            WHERE id IN temp.claimed AND state = 'pending';
          SELECT json_group_array(json_array(m.id, m.row_number, m.phone_e164, m.kind,
-                                            m.body, m.media_urls, m.attempts))
+                                            m.body, m.media_urls, m.attempts, m.zone_set,
+                                            m.from_number, m.segments))
            FROM temp.claimed AS c CROSS JOIN messages AS m ON m.id = c.id",
         append_events = events::append_sql(
             "SELECT id, NULL AS detail FROM temp.claimed",
@@ -236,6 +325,28 @@ pub(super) async fn claim_in(
     now: i64,
 ) -> Result<Vec<ClaimedMessage>> {
     next_state(MessageState::Pending, MessageKind::Sms, &Event::Claim)?;
+    let limit = match &claim.daily_cap {
+        Some(daily) => {
+            let claimed: i64 = sqlx::query_scalar(
+                "SELECT COALESCE((SELECT claimed FROM daily_sends
+                                  WHERE campaign_id = ? AND day = ?), 0)",
+            )
+            .bind(claim.campaign_id)
+            .bind(&daily.day)
+            .fetch_one(&mut **tx)
+            .await?;
+            let left = daily
+                .cap
+                .saturating_sub(u64::try_from(claimed).unwrap_or(0));
+            claim.limit.min(usize::try_from(left).unwrap_or(usize::MAX))
+        }
+        None => claim.limit,
+    };
+    if limit == 0 || claim.zone_sets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let zone_sets = serde_json::to_string(&*claim.zone_sets)
+        .map_err(|e| StoreError::Corrupt(format!("the open zone sets: {e}")))?;
     // One round trip, and one row back: SQLite's thread hands each row of a
     // result over separately, which at a few hundred rows per claim cost
     // more than the claim itself. The claimed ids go through a temporary
@@ -243,7 +354,8 @@ pub(super) async fn claim_in(
     let rows = sqlx::query(&CLAIM_SQL)
         .bind(now)
         .bind(claim.campaign_id)
-        .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(zone_sets)
         .fetch_all(&mut **tx)
         .await?;
     let json: String = match rows.last() {
@@ -252,6 +364,17 @@ pub(super) async fn claim_in(
     };
     let claimed: Vec<rows::ClaimedJson> = serde_json::from_str(&json)
         .map_err(|e| StoreError::Corrupt(format!("the claimed messages: {e}")))?;
+    if let (Some(daily), false) = (&claim.daily_cap, claimed.is_empty()) {
+        sqlx::query(
+            "INSERT INTO daily_sends (campaign_id, day, claimed) VALUES (?1, ?2, ?3)
+             ON CONFLICT (campaign_id, day) DO UPDATE SET claimed = claimed + ?3",
+        )
+        .bind(claim.campaign_id)
+        .bind(&daily.day)
+        .bind(i64::try_from(claimed.len()).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await?;
+    }
     claimed.into_iter().map(ClaimedMessage::from_json).collect()
 }
 
@@ -296,6 +419,9 @@ mod tests {
             body: bodies[row as usize - 1].to_string(),
             media_urls: media_urls.into_iter().map(String::from).collect(),
             attempts: 1,
+            zone_set: 0,
+            from_number: None,
+            segments: 1,
         };
         assert_eq!(
             claimed,
@@ -503,6 +629,96 @@ mod tests {
         assert_eq!(n, 0);
     }
 
+    /// The claim reads only the open zone sets' ranges of the index: no
+    /// scan of the messages that wait for their window, and no sort.
+    #[tokio::test]
+    async fn a_claim_by_window_is_an_index_lookup() {
+        let (_dir, store, campaign_id) = campaign_of(1).await;
+        let select = CLAIM_SQL
+            .split(';')
+            .find(|statement| statement.contains("json_each"))
+            .and_then(|insert| insert.split_once("SELECT"))
+            .map(|(_, select)| format!("SELECT{select}"))
+            .expect("the claim's SELECT");
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {select}"))
+            .bind(0)
+            .bind(campaign_id)
+            .bind(10)
+            .bind("[0]")
+            .fetch_all(&store.pool)
+            .await
+            .expect("plan")
+            .iter()
+            .map(|row| row.try_get("detail").expect("detail"))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("INDEX messages_sendable (campaign_id=? AND zone_set=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN m"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    /// Only the open zone sets are claimed, the first given first, and the
+    /// daily cap limits the claims of its day.
+    #[tokio::test]
+    async fn claims_take_the_open_zone_sets_within_the_daily_cap() {
+        let rows: Vec<NewMessage> = (1..=6)
+            .map(|row| NewMessage {
+                zones: ["", "Asia/Tokyo", "Europe/Paris"][row as usize % 3].into(),
+                ..pending_row(row, &format!("+1415555000{row}"), MessageKind::Sms)
+            })
+            .collect();
+        let (_dir, store, campaign_id) = campaign_with(rows).await;
+        let sets = store.zone_sets(campaign_id).await.expect("sets");
+        let id_of = |zones: &str| sets.iter().find(|(_, z)| z == zones).expect("set").0;
+        let (tokyo, paris) = (id_of("Asia/Tokyo"), id_of("Europe/Paris"));
+        let claim = |zone_sets: Vec<i64>, limit, cap: Option<u64>| Claim {
+            campaign_id,
+            limit,
+            zone_sets: zone_sets.into(),
+            daily_cap: cap.map(|cap| DailyCap {
+                day: "2026-12-03".into(),
+                cap,
+            }),
+        };
+        let claimed = |batch: Vec<ClaimedMessage>| -> Vec<i64> {
+            let mut rows: Vec<i64> = batch.iter().map(|m| m.row_number).collect();
+            rows.sort_unstable();
+            rows
+        };
+        let first = store
+            .apply_and_claim(&[], &[claim(vec![paris, tokyo], 3, Some(4))], 5)
+            .await
+            .expect("claim");
+        // Paris's two, then Tokyo's first; nothing of set 0, which is closed.
+        assert_eq!(
+            claimed(first.into_iter().flatten().collect()),
+            vec![1, 2, 5]
+        );
+        // One more fits in the day's cap of 4, whatever the limit.
+        let second = store
+            .apply_and_claim(&[], &[claim(vec![0, paris, tokyo], 10, Some(4))], 6)
+            .await
+            .expect("claim");
+        assert_eq!(claimed(second.into_iter().flatten().collect()), vec![3]);
+        assert_eq!(
+            store
+                .claimed_on(campaign_id, "2026-12-03")
+                .await
+                .expect("day"),
+            4
+        );
+        assert_eq!(
+            store
+                .pending_by_zone_set(campaign_id)
+                .await
+                .expect("pending"),
+            vec![(0, 1), (tokyo, 1)]
+        );
+    }
+
     /// A stored number that is not E.164 is named, not sent.
     #[tokio::test]
     async fn a_claimed_row_that_does_not_decode_is_named() {
@@ -514,6 +730,8 @@ mod tests {
         let claim = Claim {
             campaign_id,
             limit: 2,
+            zone_sets: vec![0].into(),
+            daily_cap: None,
         };
         let error = store
             .apply_and_claim(&[], &[claim], 5)

@@ -9,6 +9,7 @@ use super::{parse_column, Result, StoreError};
 use crate::domain::ids::{CampaignName, MessageSid};
 use crate::domain::phone::E164;
 use crate::domain::state::{AmbiguousPolicy, MessageKind, MessageState};
+use crate::domain::text::RateUnit;
 
 /// The settings a run uses and stores for the next run.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,34 @@ pub struct CampaignSettings {
     pub on_ambiguous: AmbiguousPolicy,
 }
 
+/// When and from which numbers a campaign sends, as stored. Like
+/// [`CampaignSettings`], a flag on a later run changes it. The values were
+/// validated before they were stored (`crate::config`); the store keeps
+/// windows and zones as text, which `crate::schedule` reads.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SendRules {
+    /// `--window`, in the form `SendWindows::to_stored` writes; empty:
+    /// always open.
+    pub windows: String,
+    /// `--timezone`: an IANA name; empty (a campaign made before it
+    /// existed): the machine's zone.
+    pub timezone: String,
+    /// `--stop-before`: every window closes this much earlier.
+    pub stop_before: Duration,
+    /// `--start-at` and `--not-after`, Unix milliseconds.
+    pub start_at: Option<i64>,
+    pub not_after: Option<i64>,
+    /// `--from`: the sender pool, in the order given; empty when every row
+    /// names its sender in a `from` column.
+    pub senders: Vec<E164>,
+    /// `--rate-per-from`: the ceiling of each sending number.
+    pub rate_per_from: Option<f64>,
+    /// `--rate-unit`: what the rates count.
+    pub rate_unit: RateUnit,
+    /// `--max-per-day`: claims per calendar day of `timezone`.
+    pub max_per_day: Option<u64>,
+}
+
 /// A campaign as stored.
 #[derive(Debug, Clone)]
 pub struct Campaign {
@@ -31,13 +60,13 @@ pub struct Campaign {
     pub name: CampaignName,
     pub csv_path: String,
     pub csv_sha256: String,
-    pub from_number: String,
     pub body_template: Option<String>,
     pub default_region: String,
     pub phone_column: String,
     /// `--require` rules, one `column=value` per line; empty: none.
     pub requirements: String,
     pub settings: CampaignSettings,
+    pub rules: SendRules,
     pub n_rows: i64,
     pub created_at: i64,
 }
@@ -48,13 +77,13 @@ pub struct NewCampaign {
     pub name: CampaignName,
     pub csv_path: String,
     pub csv_sha256: String,
-    pub from_number: String,
     pub body_template: Option<String>,
     pub default_region: String,
     pub phone_column: String,
     /// `--require` rules, one `column=value` per line; empty: none.
     pub requirements: String,
     pub settings: CampaignSettings,
+    pub rules: SendRules,
 }
 
 /// One imported CSV row.
@@ -75,6 +104,11 @@ pub struct NewMessage {
     pub over_length: bool,
     /// A placeholder without a default rendered empty; `check` warns of it.
     pub empty_placeholder: bool,
+    /// The zone(s) the recipient is texted in: IANA names, sorted, joined
+    /// by spaces; empty for the campaign's own zone.
+    pub zones: String,
+    /// The sender the row's `from` column names; `None`: the pool's pick.
+    pub from_number: Option<E164>,
 }
 
 /// The process running a campaign.
@@ -112,6 +146,11 @@ pub struct ClaimedMessage {
     pub media_urls: Vec<String>,
     /// Send attempts, this one included.
     pub attempts: i64,
+    /// Its zone set (see [`crate::store::ZoneSet`]).
+    pub zone_set: i64,
+    /// The sender its row named; `None`: the pool's pick.
+    pub from_number: Option<E164>,
+    pub segments: u32,
 }
 
 /// A message whose next Get Message is due.
@@ -192,7 +231,6 @@ impl Campaign {
                 .map_err(|e| StoreError::Corrupt(format!("campaign {id}: {e}")))?,
             csv_path: row.try_get("csv_path")?,
             csv_sha256: row.try_get("csv_sha256")?,
-            from_number: row.try_get("from_number")?,
             body_template: row.try_get("body_template")?,
             default_region: row.try_get("default_region")?,
             phone_column: row.try_get("phone_column")?,
@@ -205,14 +243,49 @@ impl Campaign {
                 track_for: ms_duration(row.try_get("track_for_ms")?),
                 on_ambiguous: parse_column(row, "on_ambiguous")?,
             },
+            rules: SendRules::from_row(id, row)?,
             n_rows: row.try_get("n_rows")?,
             created_at: row.try_get("created_at")?,
         })
     }
 }
 
+impl SendRules {
+    fn from_row(campaign_id: i64, row: &SqliteRow) -> Result<SendRules> {
+        let pool: String = row.try_get("from_number")?;
+        let senders = pool
+            .split(',')
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| {
+                E164::from_stored(raw).ok_or_else(|| {
+                    StoreError::Corrupt(format!("campaign {campaign_id}: sender {raw:?}"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let max_per_day: Option<i64> = row.try_get("max_per_day")?;
+        Ok(SendRules {
+            windows: row.try_get("windows")?,
+            timezone: row.try_get("timezone")?,
+            stop_before: ms_duration(row.try_get("stop_before_ms")?),
+            start_at: row.try_get("start_at")?,
+            not_after: row.try_get("not_after")?,
+            senders,
+            rate_per_from: row.try_get("rate_per_from")?,
+            rate_unit: parse_column(row, "rate_unit")?,
+            max_per_day: max_per_day.and_then(|n| u64::try_from(n).ok()),
+        })
+    }
+
+    /// The sender pool as the `from_number` column holds it.
+    pub(super) fn stored_senders(&self) -> String {
+        let numbers: Vec<&str> = self.senders.iter().map(E164::as_str).collect();
+        numbers.join(",")
+    }
+}
+
 /// A claimed message as the claim's JSON array carries it: id, row number,
-/// number, kind, body, media (a JSON array, or null), attempts.
+/// number, kind, body, media (a JSON array, or null), attempts, zone set,
+/// the row's sender (or null), segments.
 pub(super) type ClaimedJson = (
     i64,
     i64,
@@ -221,11 +294,14 @@ pub(super) type ClaimedJson = (
     String,
     Option<String>,
     i64,
+    i64,
+    Option<String>,
+    u32,
 );
 
 impl ClaimedMessage {
     pub(super) fn from_json(
-        (message_id, row_number, phone, kind, body, media, attempts): ClaimedJson,
+        (message_id, row_number, phone, kind, body, media, attempts, zone_set, from, segments): ClaimedJson,
     ) -> Result<ClaimedMessage> {
         let media_urls = match media {
             Some(json) => serde_json::from_str(&json)
@@ -249,6 +325,14 @@ impl ClaimedMessage {
             body,
             media_urls,
             attempts,
+            zone_set,
+            from_number: match from {
+                Some(raw) => Some(E164::from_stored(&raw).ok_or_else(|| {
+                    StoreError::Corrupt(format!("message {message_id}: sender {raw:?}"))
+                })?),
+                None => None,
+            },
+            segments,
         })
     }
 }

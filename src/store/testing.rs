@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     CampaignSettings, Change, Claim, ClaimedMessage, Import, NewCampaign, NewMessage, PreparedRows,
-    Store,
+    SendRules, Store, ZoneSetIds,
 };
 use crate::domain::ids::{CampaignName, MessageSid};
 use crate::domain::phone::E164;
@@ -26,7 +26,6 @@ pub fn new_campaign() -> NewCampaign {
         name: CampaignName::parse("t").expect("name"),
         csv_path: "t.csv".into(),
         csv_sha256: String::new(),
-        from_number: "+16505550100".into(),
         body_template: None,
         requirements: String::new(),
         default_region: "US".into(),
@@ -37,6 +36,10 @@ pub fn new_campaign() -> NewCampaign {
             poll_delay: Duration::from_secs(1),
             track_for: Duration::from_secs(60),
             on_ambiguous: AmbiguousPolicy::Hold,
+        },
+        rules: SendRules {
+            senders: vec![E164::from_stored("+16505550100").expect("sender")],
+            ..SendRules::default()
         },
     }
 }
@@ -55,6 +58,8 @@ pub fn pending_row(row: i64, number: &str, kind: MessageKind) -> NewMessage {
         reason: None,
         over_length: false,
         empty_placeholder: false,
+        zones: String::new(),
+        from_number: None,
     }
 }
 
@@ -83,7 +88,11 @@ pub async fn campaign_with(messages: Vec<NewMessage>) -> (tempfile::TempDir, Sto
     let campaign_id = import.campaign_id();
     let n_rows = messages.len() as i64;
     import
-        .insert(PreparedRows::new(campaign_id, messages))
+        .insert(PreparedRows::new(
+            campaign_id,
+            messages,
+            &mut ZoneSetIds::default(),
+        ))
         .await
         .expect("insert");
     import.commit(n_rows, "sha").await.expect("commit");
@@ -97,7 +106,12 @@ pub async fn claim_batch(
     limit: usize,
     now: i64,
 ) -> Vec<ClaimedMessage> {
-    let claim = Claim { campaign_id, limit };
+    let claim = Claim {
+        campaign_id,
+        limit,
+        zone_sets: vec![0].into(),
+        daily_cap: None,
+    };
     store
         .apply_and_claim(&[], &[claim], now)
         .await

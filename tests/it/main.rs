@@ -12,5 +12,6 @@ mod harness;
 mod kill;
 mod pipeline;
 mod resume;
+mod schedule;
 mod secrets;
 mod stop;

@@ -329,7 +329,7 @@ async fn bad_credentials_stop_before_any_send() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn resuming_with_a_different_file_or_sender_is_refused() {
+async fn resuming_with_a_different_file_is_refused_and_a_new_sender_pool_is_announced() {
     let world = World::start(Behaviour::fast()).await;
     let first = world.write("a.csv", &recipients(3));
     let second = world.write("b.csv", &recipients(4));
@@ -353,26 +353,33 @@ async fn resuming_with_a_different_file_or_sender_is_refused() {
         .await;
     run.assert_code(2);
     assert!(run.stderr.contains("different file"), "{}", run.stderr);
+    // The sender pool is a setting, like the rate: a new one is said and
+    // used.
     let run = world
-        .run(&["send", "--campaign", "c", "--from", "+16505550199"])
-        .await;
-    run.assert_code(2);
-    assert!(run.stderr.contains("sender"), "{}", run.stderr);
-    world
         .run(&[
             "send",
             "--campaign",
             "c",
             "--csv",
             path_str(&first),
+            "--from",
+            "+16505550199",
             "--rate",
             "1000",
             "--poll-delay",
             "300ms",
         ])
-        .await
-        .assert_code(0);
-    assert_eq!(world.ledger().len(), 3);
+        .await;
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("Sender pool of campaign c: +16505550199 (was +16505550100)"),
+        "{}",
+        run.stderr
+    );
+    let ledger = world.ledger();
+    assert_eq!(ledger.len(), 3);
+    assert!(ledger.iter().all(|entry| entry.from == "+16505550199"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

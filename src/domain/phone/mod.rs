@@ -22,6 +22,8 @@
 //! `tests/data/phone/generate.py`, and the fixture says per row where bpsms
 //! differs on purpose.
 
+pub mod zones;
+
 use std::fmt;
 
 use rlibphonenumber::{

@@ -1,0 +1,444 @@
+//! When and from which number a campaign sends: windows in each
+//! recipient's zone, the start and the deadline, `cancel`, sender pools and
+//! their rates, segment-counted rates, the daily cap, and the flags that
+//! are refused before anything is stored. The windows are built around the
+//! real clock, so that a recipient's window is open or closed now.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bpsms::mock::{Behaviour, LedgerEntry};
+use jiff::{Timestamp, ToSpan};
+
+use crate::harness::{path_str, recipients, World, FROM};
+
+/// `HH:MM-HH:MM` around the current UTC time: open from an hour ago to
+/// two hours ahead (it may cross midnight, which a window may).
+fn window_around_now_utc() -> String {
+    let now = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let from = now.checked_sub(1.hour()).expect("an hour ago");
+    let to = now.checked_add(2.hours()).expect("two hours ahead");
+    format!("{}-{}", from.strftime("%H:%M"), to.strftime("%H:%M"))
+}
+
+/// RFC 3339 for `seconds` from now.
+fn in_seconds(seconds: i64) -> String {
+    Timestamp::now()
+        .checked_add(seconds.seconds())
+        .expect("a time ahead")
+        .to_string()
+}
+
+/// Rows in two zones twelve hours apart: UTC (its window open now) and
+/// UTC+12 (`Etc/GMT-12`: closed now).
+fn two_zones(n_each: usize) -> String {
+    let mut csv = String::from("phone,first_name,timezone\n");
+    for i in 0..n_each {
+        csv.push_str(&format!("+1415555{:04},Day {i},UTC\n", i));
+        csv.push_str(&format!("+1415556{:04},Night {i},Etc/GMT-12\n", i));
+    }
+    csv
+}
+
+/// Recipients are texted only while their own window is open; when the
+/// deadline comes, those still waiting become `cancelled` with a reason
+/// that names it, and the run ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn windows_follow_each_recipients_zone_and_the_deadline_cancels_the_rest() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &two_zones(5));
+    let window = window_around_now_utc();
+    let deadline = in_seconds(8);
+    let run = world
+        .run(&[
+            "send",
+            "--campaign",
+            "zones",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi {{first_name}}",
+            "--window",
+            &window,
+            "--not-after",
+            &deadline,
+            "--poll-delay",
+            "300ms",
+            "--rate",
+            "50",
+        ])
+        .await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("next window opens"), "{}", run.stderr);
+    assert!(run.stdout.contains("cancelled"), "{}", run.stdout);
+    let ledger = world.ledger();
+    let sent: Vec<&str> = ledger.iter().map(|e| e.to.as_str()).collect();
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    assert!(sent.iter().all(|to| to.starts_with("+1415555")), "{sent:?}");
+    let export = world.export("zones").await;
+    for row in &export {
+        if row["phone_e164"].starts_with("+1415556") {
+            assert_eq!(row["state"], "cancelled", "{row:?}");
+            assert!(row["reason"].contains("--not-after"), "{row:?}");
+        } else {
+            assert_eq!(row["state"], "delivered", "{row:?}");
+        }
+    }
+}
+
+/// A deadline that passed while nothing ran: the next run sends nothing
+/// and cancels every message, however long after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_after_the_deadline_sends_nothing() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(20));
+    let deadline = in_seconds(1);
+    world
+        .run(&[
+            "import",
+            "--campaign",
+            "late",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi {{first_name}}",
+            "--not-after",
+            &deadline,
+        ])
+        .await
+        .assert_code(0);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let run = world.run(&["send", "--campaign", "late"]).await;
+    run.assert_code(0);
+    assert!(world.ledger().is_empty());
+    let export = world.export("late").await;
+    assert_eq!(export.len(), 20);
+    assert!(export.iter().all(|row| row["state"] == "cancelled"));
+}
+
+/// `bpsms cancel` cancels what is not yet sent; `retry --state cancelled`
+/// queues it again, and the next send delivers it.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_and_retry_cancelled() {
+    let world = World::start(Behaviour::fast()).await;
+    world.import_recipients("c", 12).await;
+    let refused = world.run(&["cancel", "--campaign", "c"]).await;
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    let run = world.run(&["cancel", "--campaign", "c", "--yes"]).await;
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("Cancelled 12 message(s)"),
+        "{}",
+        run.stdout
+    );
+    let export = world.export("c").await;
+    assert!(export
+        .iter()
+        .all(|row| row["state"] == "cancelled" && row["reason"].contains("bpsms cancel")));
+    world
+        .run(&["retry", "--campaign", "c", "--state", "cancelled", "--yes"])
+        .await
+        .assert_code(0);
+    world
+        .run(&["send", "--campaign", "c", "--poll-delay", "300ms"])
+        .await
+        .assert_code(0);
+    assert_eq!(world.ledger().len(), 12);
+    let history = world.read_db().await;
+    let transitions: Vec<(String, String)> = sqlx::query_as(
+        "SELECT from_state, to_state FROM events WHERE message_id = 1 ORDER BY seq LIMIT 2",
+    )
+    .fetch_all(&history)
+    .await
+    .expect("history");
+    assert_eq!(
+        transitions,
+        vec![
+            ("pending".to_owned(), "cancelled".to_owned()),
+            ("cancelled".to_owned(), "pending".to_owned())
+        ]
+    );
+}
+
+/// A zone the database does not know makes its row invalid, naming the
+/// value and the row; the zone of the number and of the column are shown
+/// by check.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_zone_name_makes_its_row_invalid() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write(
+        "r.csv",
+        "phone,first_name,tz\n\
+         +14155550101,Ann,America/Chicago\n\
+         +14155550102,Bob,Mars/Olympus_Mons\n\
+         +18005550103,Cy,\n",
+    );
+    let run = world
+        .run(&[
+            "check",
+            "--csv",
+            path_str(&csv),
+            "--body",
+            "Hi {{first_name}}",
+            "--timezone-column",
+            "tz",
+            "--timezone",
+            "America/New_York",
+            "--window",
+            "09:00-20:00",
+        ])
+        .await;
+    run.assert_code(0);
+    let out = &run.stdout;
+    assert!(out.contains("Mars/Olympus_Mons"), "{out}");
+    assert!(out.contains("row 2"), "{out}");
+    // The toll-free number has no zone of its own.
+    assert!(out.contains("no own zone         1 (toll-free"), "{out}");
+    assert!(out.contains("America/New_York"), "{out}");
+    assert!(out.contains("estimate"), "{out}");
+}
+
+/// Flags that cannot work are refused before anything is stored, with exit
+/// 2, the flag and what is accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_schedule_flags_are_refused_before_anything_is_stored() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(3));
+    let cases: [(&[&str], &str); 6] = [
+        (&["--window", "09:00-25:00"], "--window"),
+        (&["--window", "mon-fry=09:00-17:00"], "fry"),
+        (&["--window", "12:00-12:00"], "--window"),
+        (&["--timezone", "Mars/Base"], "Mars/Base"),
+        (
+            &[
+                "--start-at",
+                "2026-12-02T10:00:00Z",
+                "--not-after",
+                "2026-12-01T10:00:00Z",
+            ],
+            "--not-after",
+        ),
+        (
+            &["--rate", "10", "--rate-per-from", "20"],
+            "--rate-per-from",
+        ),
+    ];
+    for (flags, named) in cases {
+        let mut args = vec![
+            "send",
+            "--campaign",
+            "bad",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi",
+        ];
+        args.extend_from_slice(flags);
+        let run = world.run(&args).await;
+        run.assert_code(2);
+        assert!(run.stderr.contains(named), "{flags:?}: {}", run.stderr);
+    }
+    assert!(world.ledger().is_empty());
+    // Nothing was stored: the campaign does not exist.
+    let status = world.run(&["status", "--campaign", "bad"]).await;
+    assert_ne!(status.code, 0, "{}", status.stdout);
+}
+
+/// The sends of each number, in time order, at the simulator.
+fn sends_by_sender(ledger: &[LedgerEntry]) -> HashMap<String, Vec<i64>> {
+    let mut by_sender: HashMap<String, Vec<i64>> = HashMap::new();
+    for entry in ledger {
+        by_sender
+            .entry(entry.from.clone())
+            .or_default()
+            .push(entry.received_at_ms);
+    }
+    for times in by_sender.values_mut() {
+        times.sort_unstable();
+    }
+    by_sender
+}
+
+/// The most sends (each weighing `weight`) in any window of one second.
+fn busiest_second(times: &[(i64, u32)]) -> u32 {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let mut best = 0;
+    let mut start = 0;
+    let mut sum = 0;
+    for end in 0..sorted.len() {
+        sum += sorted[end].1;
+        while sorted[end].0 - sorted[start].0 >= 1000 {
+            sum -= sorted[start].1;
+            start += 1;
+        }
+        best = best.max(sum);
+    }
+    best
+}
+
+/// A pool of three numbers: every recipient keeps its number in a second
+/// campaign, the numbers share the recipients, and neither a number's rate
+/// nor the campaign's is exceeded in any second at the simulator.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sender_pool_is_sticky_and_each_number_keeps_its_rate() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(150));
+    let pool = ["+16505550100", "+16505550111", "+16505550122"];
+    for campaign in ["first", "second"] {
+        world
+            .run(&[
+                "send",
+                "--campaign",
+                campaign,
+                "--csv",
+                path_str(&csv),
+                "--from",
+                pool[0],
+                "--from",
+                pool[1],
+                "--from",
+                pool[2],
+                "--body",
+                "Hi {{first_name}}",
+                "--rate",
+                "30",
+                "--rate-per-from",
+                "12",
+                "--poll-delay",
+                "300ms",
+            ])
+            .await
+            .assert_code(0);
+    }
+    let ledger = world.ledger();
+    assert_eq!(ledger.len(), 300);
+    let mut sender_of: HashMap<&str, &str> = HashMap::new();
+    for entry in &ledger {
+        let first = sender_of.entry(&entry.to).or_insert(&entry.from);
+        assert_eq!(*first, entry.from, "{} changed sender", entry.to);
+    }
+    let by_sender = sends_by_sender(&ledger);
+    assert_eq!(by_sender.len(), 3, "{:?}", by_sender.keys());
+    for (from, times) in &by_sender {
+        assert!(times.len() >= 60, "{from} sent only {}", times.len());
+        let weighted: Vec<(i64, u32)> = times.iter().map(|&t| (t, 1)).collect();
+        let busiest = busiest_second(&weighted);
+        assert!(busiest <= 12, "{from}: {busiest} sends in one second");
+    }
+    let all: Vec<(i64, u32)> = ledger.iter().map(|e| (e.received_at_ms, 1)).collect();
+    assert!(busiest_second(&all) <= 30);
+}
+
+/// Counted in segments, a rate of 9 lets three 3-segment messages through
+/// per second, never more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_counted_rate_counts_each_part() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(30));
+    // 400 GSM-7 characters: three parts of 153.
+    let body = "x".repeat(400);
+    world
+        .run(&[
+            "send",
+            "--campaign",
+            "long",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            &body,
+            "--rate",
+            "9",
+            "--rate-unit",
+            "segments",
+            "--poll-delay",
+            "300ms",
+        ])
+        .await
+        .assert_code(0);
+    let ledger = world.ledger();
+    assert_eq!(ledger.len(), 30);
+    let weighted: Vec<(i64, u32)> = ledger.iter().map(|e| (e.received_at_ms, 3)).collect();
+    let busiest = busiest_second(&weighted);
+    assert!(busiest <= 9, "{busiest} segments in one second");
+}
+
+/// The daily cap stops the day's sends at N; with a deadline soon after,
+/// the rest are cancelled rather than sent the next day.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daily_cap_holds_the_rest_for_the_next_day() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(8));
+    let deadline = in_seconds(4);
+    let run = world
+        .run(&[
+            "send",
+            "--campaign",
+            "capped",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi",
+            "--timezone",
+            "UTC",
+            "--max-per-day",
+            "5",
+            "--not-after",
+            &deadline,
+            "--poll-delay",
+            "300ms",
+        ])
+        .await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("daily cap of 5"), "{}", run.stderr);
+    assert_eq!(world.ledger().len(), 5);
+    let export = world.export("capped").await;
+    let cancelled = export.iter().filter(|r| r["state"] == "cancelled").count();
+    assert_eq!(cancelled, 3);
+}
+
+/// Nothing is sent before --start-at.
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_leaves_before_the_start() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(5));
+    let start = Timestamp::now().checked_add(2.seconds()).expect("later");
+    let run = world
+        .run(&[
+            "send",
+            "--campaign",
+            "later",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi",
+            "--start-at",
+            &start.to_string(),
+            "--poll-delay",
+            "300ms",
+        ])
+        .await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("--start-at"), "{}", run.stderr);
+    let ledger = world.ledger();
+    assert_eq!(ledger.len(), 5);
+    let first = ledger
+        .iter()
+        .map(|e| e.received_at_ms)
+        .min()
+        .expect("sends");
+    assert!(first >= start.as_millisecond(), "sent before the start");
+}
