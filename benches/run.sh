@@ -3,7 +3,7 @@
 # its reference in the same run. Needs python3, sqlite3, wrk and GNU time
 # (Debian: apt-get install sqlite3 wrk time).
 #
-#   benches/run.sh [import|claim|send|rate|tracking|e2e|history|all]   (default: all)
+#   benches/run.sh [import|claim|send|rate|pool|estimate|tracking|e2e|history|all]   (default: all)
 #
 # BENCH_DIR (default /tmp/bpsms-bench) holds the generated files and
 # databases; BENCH_ROWS (default 1000000) sizes the import and end-to-end runs.
@@ -46,7 +46,7 @@ stop_sim() {
   SIM_PID=
 }
 trap stop_sim EXIT
-ledger() { curl -sf "$SIM/_mock/ledger" | python3 "$ROOT/benches/ledger.py"; }
+ledger() { curl -sf "$SIM/_mock/ledger" | python3 "$ROOT/benches/ledger.py" "$@"; }
 stats() { curl -sf "$SIM/_mock/stats"; }
 fresh_db() { rm -f "$DIR/$1" "$DIR/$1-wal" "$DIR/$1-shm"; }
 
@@ -120,6 +120,39 @@ bench_rate() {
       > /dev/null 2>&1
     echo "--rate $rate, $n messages: $(ledger)"
   done
+}
+
+# A pool of three numbers under --rate-per-from, as the simulator sees it:
+# each number's busiest second and mean rate, first with the campaign's
+# --rate binding (3 x 150 > 300), then with the numbers' (3 x 50 < 300).
+bench_pool() {
+  echo "## Rate accuracy per sending number"
+  for per_from in 150 50; do
+    local csv; csv=$(recipients 12000)
+    start_sim --sent-after 1s --delivered-after 2s
+    fresh_db pool.db
+    "$BIN" --db "$DIR/pool.db" send --campaign pool --csv "$csv" --from $FROM \
+      --from +16505550111 --from +16505550122 --body 'Hello {{first_name}}' \
+      --rate 300 --rate-per-from $per_from --concurrency 16 --poll-delay 3s > /dev/null 2>&1
+    echo "--rate 300 --rate-per-from $per_from, 12000 messages: $(ledger --by-from)"
+  done
+}
+
+# The finish estimate of `check` against the measured end of a windowed run:
+# a window that opens at the next minute (UTC), 1,200 messages at 20/s. The
+# estimate is the last send's time; the measure, the last accepted send.
+bench_estimate() {
+  echo "## Finish estimate against a windowed run"
+  local csv; csv=$(recipients 1200)
+  start_sim --sent-after 1s --delivered-after 2s
+  local opens; opens=$(date -u -d '+1 minute' +%H:%M)
+  local flags=(--csv "$csv" --from $FROM --body 'Hello {{first_name}}' --window "$opens-23:59"
+    --timezone UTC --rate 20)
+  local estimate; estimate=$("$BIN" check "${flags[@]}" | sed -n 's/.*last message is sent about \(.*\) (in.*/\1/p')
+  fresh_db estimate.db
+  "$BIN" --db "$DIR/estimate.db" send --campaign estimate "${flags[@]}" --poll-delay 3s > /dev/null 2>&1
+  local measured; measured=$(sqlite3 "$DIR/estimate.db" "SELECT max(sent_at) FROM messages")
+  echo "window opens $opens UTC; estimated last send: $estimate; measured: $(date -u -d "@$((measured / 1000)).$((measured % 1000))" '+%a %Y-%m-%d %H:%M:%S.%3N')"
 }
 
 bench_tracking() {
@@ -229,11 +262,13 @@ bench_claim() {
 case $WHAT in
   import) bench_import ;;
   claim) bench_claim ;;
+  pool) bench_pool ;;
+  estimate) bench_estimate ;;
   send) bench_send ;;
   rate) bench_rate ;;
   tracking) bench_tracking ;;
   e2e) bench_e2e ;;
   history) bench_history ;;
   all) bench_import; bench_send; bench_rate; bench_tracking; bench_e2e; bench_history ;;
-  *) echo "usage: $0 [import|claim|send|rate|tracking|e2e|history|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [import|claim|send|rate|pool|estimate|tracking|e2e|history|all]" >&2; exit 2 ;;
 esac

@@ -63,19 +63,27 @@ pub fn duration_ms(d: Duration) -> i64 {
 }
 
 /// A duration as people read it: milliseconds below a second, tenths of a
-/// second below ten, whole seconds below a minute, then minutes and seconds
-/// (`250 ms`, `1.5 s`, `42 s`, `2 min 5 s`).
+/// second below ten, whole seconds below a minute, minutes and seconds below
+/// an hour, then hours and minutes (`250 ms`, `1.5 s`, `42 s`, `2 min 5 s`,
+/// `4 h 10 min`).
 pub fn rounded(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0..=999 => format!("{ms} ms"),
         1_000..=9_949 => format!("{:.1} s", d.as_secs_f64()),
         9_950..=59_499 => format!("{} s", (ms + 500) / 1000),
-        _ => {
+        59_500..=3_569_999 => {
             let seconds = (ms + 500) / 1000;
             match seconds % 60 {
                 0 => format!("{} min", seconds / 60),
                 rest => format!("{} min {rest} s", seconds / 60),
+            }
+        }
+        _ => {
+            let minutes = (ms + 30_000) / 60_000;
+            match minutes % 60 {
+                0 => format!("{} h", minutes / 60),
+                rest => format!("{} h {rest} min", minutes / 60),
             }
         }
     }
@@ -95,5 +103,10 @@ mod tests {
         assert_eq!(rounded(ms(42_400)), "42 s");
         assert_eq!(rounded(ms(59_600)), "1 min");
         assert_eq!(rounded(ms(125_000)), "2 min 5 s");
+        assert_eq!(rounded(ms(3_569_000)), "59 min 29 s");
+        assert_eq!(rounded(ms(3_600_000)), "1 h");
+        assert_eq!(rounded(ms(14_400_900)), "4 h");
+        assert_eq!(rounded(ms(90_000_000)), "25 h");
+        assert_eq!(rounded(ms(5_430_000)), "1 h 31 min");
     }
 }

@@ -195,7 +195,8 @@ async fn estimate(
 impl fmt::Display for ScheduleReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let zone = &self.rules.zone;
-        let local = |at: jiff::Timestamp| at.to_zoned(zone.clone()).strftime("%a %Y-%m-%d %H:%M");
+        let local =
+            |at: jiff::Timestamp| at.to_zoned(zone.clone()).strftime("%a %Y-%m-%d %H:%M:%S");
         writeln!(f, "\nSchedule (times in {}):", self.rules.zone_name)?;
         writeln!(f, "  windows     {}", self.windows)?;
         if let Some(start) = self.rules.start_at {

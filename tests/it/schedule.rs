@@ -10,7 +10,7 @@ use std::time::Duration;
 use bpsms::mock::{Behaviour, LedgerEntry};
 use jiff::{Timestamp, ToSpan};
 
-use crate::harness::{path_str, recipients, World, FROM};
+use crate::harness::{cannot_run_here, path_str, recipients, World, FROM};
 
 /// `HH:MM-HH:MM` around the current UTC time: open from an hour ago to
 /// two hours ahead (it may cross midnight, which a window may).
@@ -441,4 +441,56 @@ async fn nothing_leaves_before_the_start() {
         .min()
         .expect("sends");
     assert!(first >= start.as_millisecond(), "sent before the start");
+}
+
+/// The binary reads the wall clock from the system only (no cached offset,
+/// no time from the network): under libfaketime, set to 12:00 UTC on
+/// 4 July 2026, `check` plans the sends from that instant, for the first
+/// window of the day of the recipients' own zone (San Francisco numbers:
+/// 09:00 PDT, which is 12:00 in New York, the campaign's zone).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_clock_is_the_systems_own() {
+    let faketime_runs = std::process::Command::new("faketime")
+        .args(["2026-07-04 12:00:00", "true"])
+        .env("TZ", "UTC")
+        .status()
+        .is_ok_and(|status| status.success());
+    if !faketime_runs {
+        cannot_run_here("fake the clock: `faketime` is missing (Debian: apt-get install faketime)");
+        return;
+    }
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(10));
+    let check = world.command(&[
+        "check",
+        "--csv",
+        path_str(&csv),
+        "--body",
+        "Hi {{first_name}}",
+        "--window",
+        "09:00-17:00",
+        "--timezone",
+        "America/New_York",
+    ]);
+    let mut command = std::process::Command::new("faketime");
+    command
+        .arg("2026-07-04 12:00:00")
+        .arg(check.get_program())
+        .args(check.get_args())
+        .env_clear()
+        .envs(
+            check
+                .get_envs()
+                .filter_map(|(key, value)| Some((key, value?))),
+        )
+        .env("TZ", "UTC")
+        .current_dir(world.dir.path());
+    let run = world.run_command(command).await;
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains("the last message is sent about Sat 2026-07-04 12:00:01 (in 4 h)"),
+        "{}",
+        run.stdout
+    );
 }
