@@ -225,14 +225,7 @@ pub fn stored_windows(stored: &str) -> Result<SendWindows, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> Timestamp {
-        text.parse().expect("timestamp")
-    }
-
-    fn zone(name: &str) -> TimeZone {
-        parse_zone(name).expect("zone")
-    }
+    use crate::schedule::testing::{at, zone};
 
     fn gate(windows: &[&str], rules: impl FnOnce(&mut GateRules)) -> Gate {
         let values: Vec<String> = windows.iter().map(|w| (*w).to_owned()).collect();

@@ -194,10 +194,7 @@ impl Cursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn zone(name: &str) -> TimeZone {
-        jiff::tz::db().get(name).expect("known zone")
-    }
+    use crate::schedule::testing::zone;
 
     #[track_caller]
     fn check(raw: &str, zone_name: &str, expected: &str) {

@@ -316,23 +316,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::schedule::window::SendWindows;
-
-    fn zone(name: &str) -> TimeZone {
-        jiff::tz::db().get(name).expect("known zone")
-    }
-
-    fn at(text: &str) -> Timestamp {
-        text.parse().expect("RFC 3339 instant")
-    }
-
-    fn schedule(values: &[&str]) -> Schedule {
-        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        Schedule {
-            windows: SendWindows::parse(&values).expect("valid windows"),
-            stop_before: Duration::ZERO,
-        }
-    }
+    use crate::schedule::testing::{at, schedule, zone};
 
     fn group(zones: &[&str], count: u64) -> PendingGroup {
         PendingGroup {

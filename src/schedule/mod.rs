@@ -17,6 +17,8 @@
 pub mod deadline;
 pub mod estimate;
 mod open;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod window;
 mod zone;
 

@@ -232,22 +232,7 @@ fn intersect(left: &[OpenInterval], right: &[OpenInterval]) -> Vec<OpenInterval>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn zone(name: &str) -> TimeZone {
-        jiff::tz::db().get(name).expect("known zone")
-    }
-
-    fn at(text: &str) -> Timestamp {
-        text.parse().expect("RFC 3339 instant")
-    }
-
-    fn schedule(values: &[&str]) -> Schedule {
-        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        Schedule {
-            windows: SendWindows::parse(&values).expect("valid windows"),
-            stop_before: Duration::ZERO,
-        }
-    }
+    use crate::schedule::testing::{at, schedule, zone};
 
     /// The open intervals from `from` over the next `days` days, as RFC 3339
     /// pairs.

@@ -110,10 +110,7 @@ fn offset_name(offset: Offset) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> Timestamp {
-        text.parse().expect("RFC 3339 instant")
-    }
+    use crate::schedule::testing::at;
 
     #[track_caller]
     fn check_bounds(zone: &str, now: &str, start: &str, next: &str) {
