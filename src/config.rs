@@ -401,7 +401,8 @@ impl Config {
             ensure(
                 end > start,
                 format!(
-                    "--not-after {} is not after --start-at {}: nothing could be sent; move the                      deadline later or the start earlier",
+                    "--not-after {} is not after --start-at {}: nothing could be sent; move the \
+                     deadline later or the start earlier",
                     crate::clock::rfc3339(end),
                     crate::clock::rfc3339(start)
                 ),
@@ -416,7 +417,8 @@ impl Config {
             ensure(
                 per_from <= rate,
                 format!(
-                    "--rate-per-from {per_from} is above --rate {rate}: one number can never send                      faster than the whole campaign; lower --rate-per-from or raise --rate"
+                    "--rate-per-from {per_from} is above --rate {rate}: one number can never send \
+                     faster than the whole campaign; lower --rate-per-from or raise --rate"
                 ),
             )?;
         }

@@ -130,7 +130,8 @@ impl Summary {
         let cancelled = self.count(MessageState::Cancelled);
         if cancelled > 0 {
             out.push_str(&format!(
-                "Cancelled: {cancelled} message(s) were never sent (the deadline passed, or `bpsms cancel`);                  `bpsms retry --state cancelled --campaign {}` queues them again.\n",
+                "Cancelled: {cancelled} message(s) were never sent (the deadline passed, or `bpsms cancel`); \
+                 `bpsms retry --state cancelled --campaign {}` queues them again.\n",
                 self.campaign
             ));
         }

@@ -246,7 +246,8 @@ impl Sender {
                 let (_, next_day) = crate::schedule::day_bounds(at, &rules.zone);
                 return Ok((
                     format!(
-                        "the daily cap of {} messages (--max-per-day) is reached; sending resumes                          at {} {}",
+                        "the daily cap of {} messages (--max-per-day) is reached; sending resumes \
+                         at {} {}",
                         cap.cap,
                         local_time(next_day, &rules.zone),
                         rules.zone_name
@@ -272,7 +273,9 @@ impl Sender {
                 let count: i64 = pending.iter().map(|&(_, n)| n).sum();
                 (
                     format!(
-                        "{count} recipient(s) wait for a send window that does not open in the                          coming week in all of their zones; change --window, or `bpsms cancel`                          them"
+                        "{count} recipient(s) wait for a send window that does not open in the \
+                         coming week in all of their zones; change --window, or `bpsms cancel` \
+                         them"
                     ),
                     at.checked_add(WAIT_RECHECK).unwrap_or(jiff::Timestamp::MAX),
                 )

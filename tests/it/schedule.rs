@@ -423,6 +423,130 @@ async fn nothing_leaves_before_the_start() {
     assert!(first >= start.as_millisecond(), "sent before the start");
 }
 
+/// Whether libfaketime runs here; if not, the calling test says so.
+fn faketime_runs() -> bool {
+    let runs = std::process::Command::new("faketime")
+        .args(["2026-07-04 12:00:00", "true"])
+        .env("TZ", "UTC")
+        .status()
+        .is_ok_and(|status| status.success());
+    if !runs {
+        cannot_run_here("fake the clock: `faketime` is missing (Debian: apt-get install faketime)");
+    }
+    runs
+}
+
+/// `command` run under libfaketime, its clock starting at `start` (UTC).
+fn under_faketime(
+    world: &World,
+    start: &str,
+    command: &std::process::Command,
+) -> std::process::Command {
+    let mut faked = std::process::Command::new("faketime");
+    faked
+        .arg(start)
+        .arg(command.get_program())
+        .args(command.get_args())
+        .env_clear()
+        .envs(
+            command
+                .get_envs()
+                .filter_map(|(key, value)| Some((key, value?))),
+        )
+        .env("TZ", "UTC")
+        .current_dir(world.dir.path());
+    faked
+}
+
+/// The daily cap counts each calendar day of --timezone: two seconds
+/// before midnight the first day's three go, the run waits for midnight,
+/// and the next day's three follow.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daily_cap_starts_afresh_at_midnight() {
+    if !faketime_runs() {
+        return;
+    }
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write("r.csv", &recipients(6));
+    let send = world.command(&send_args(
+        "days",
+        path_str(&csv),
+        &["--timezone", "UTC", "--max-per-day", "3", "--rate", "50"],
+    ));
+    let run = world
+        .run_command(under_faketime(&world, "2026-12-03 23:59:58", &send))
+        .await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains(
+            "daily cap of 3 messages (--max-per-day) is reached; sending resumes at Fri 00:00 UTC"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(world.ledger().len(), 6);
+    let days: Vec<(String, i64)> =
+        sqlx::query_as("SELECT day, claimed FROM daily_sends ORDER BY day")
+            .fetch_all(&world.read_db().await)
+            .await
+            .expect("days");
+    assert_eq!(
+        days,
+        vec![("2026-12-03".to_owned(), 3), ("2026-12-04".to_owned(), 3)]
+    );
+}
+
+/// A recipient's zones: the `timezone` column first, else the number's own
+/// prefix (several zones where it spans them), else the campaign's zone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_zone_column_comes_first_then_the_numbers_own_zones() {
+    let world = World::start(Behaviour::fast()).await;
+    let csv = world.write(
+        "r.csv",
+        "phone,first_name,timezone\n\
+         +19075550101,Alaska,\n\
+         +17015550102,North Dakota,\n\
+         +19075550103,Alaska in Chicago,America/Chicago\n\
+         +18005550104,Toll-free,\n\
+         +33142685300,Paris,\n",
+    );
+    world
+        .run(&[
+            "import",
+            "--campaign",
+            "z",
+            "--csv",
+            path_str(&csv),
+            "--from",
+            FROM,
+            "--body",
+            "Hi",
+        ])
+        .await
+        .assert_code(0);
+    let zones: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT m.row_number, z.zones FROM messages AS m
+         JOIN zone_sets AS z ON z.campaign_id = m.campaign_id AND z.id = m.zone_set
+         ORDER BY m.row_number",
+    )
+    .fetch_all(&world.read_db().await)
+    .await
+    .expect("zones");
+    let expected = [
+        (1, "America/Adak America/Anchorage"),
+        (2, "America/Denver America/North_Dakota/Center"),
+        (3, "America/Chicago"),
+        (4, ""),
+        (5, "Europe/Paris"),
+    ];
+    assert_eq!(
+        zones,
+        expected
+            .map(|(row, zones)| (row, zones.to_owned()))
+            .to_vec()
+    );
+}
+
 /// The binary reads the wall clock from the system only (no cached offset,
 /// no time from the network): under libfaketime, set to 12:00 UTC on
 /// 4 July 2026, `check` plans the sends from that instant, for the first
@@ -430,13 +554,7 @@ async fn nothing_leaves_before_the_start() {
 /// 09:00 PDT, which is 12:00 in New York, the campaign's zone).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_clock_is_the_systems_own() {
-    let faketime_runs = std::process::Command::new("faketime")
-        .args(["2026-07-04 12:00:00", "true"])
-        .env("TZ", "UTC")
-        .status()
-        .is_ok_and(|status| status.success());
-    if !faketime_runs {
-        cannot_run_here("fake the clock: `faketime` is missing (Debian: apt-get install faketime)");
+    if !faketime_runs() {
         return;
     }
     let world = World::start(Behaviour::fast()).await;
@@ -452,20 +570,9 @@ async fn the_clock_is_the_systems_own() {
         "--timezone",
         "America/New_York",
     ]);
-    let mut command = std::process::Command::new("faketime");
-    command
-        .arg("2026-07-04 12:00:00")
-        .arg(check.get_program())
-        .args(check.get_args())
-        .env_clear()
-        .envs(
-            check
-                .get_envs()
-                .filter_map(|(key, value)| Some((key, value?))),
-        )
-        .env("TZ", "UTC")
-        .current_dir(world.dir.path());
-    let run = world.run_command(command).await;
+    let run = world
+        .run_command(under_faketime(&world, "2026-07-04 12:00:00", &check))
+        .await;
     run.assert_code(0);
     assert!(
         run.stdout
