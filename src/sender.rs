@@ -453,7 +453,10 @@ impl Worker for Sender {
             return Ok(Step::Worked);
         }
         let cost = self.shared.ctx.rate_unit.weight(message.segments);
-        self.shared.pacing().sent(now.instant, &from, cost);
+        // Noted as leaving now, not at the step's start: the ceiling then
+        // counts the request from the moment closest to its departure, so
+        // the step's own work cannot bring two sends closer at the API.
+        self.shared.pacing().sent(Instant::now(), &from, cost);
         let shared = self.shared.clone();
         self.shared
             .harness
