@@ -262,7 +262,8 @@ impl Sender {
                 let zone = set.zones.first().unwrap_or(&rules.zone);
                 (
                     format!(
-                        "outside the send window; the next window opens {} {} ({count}                          recipient(s))",
+                        "outside the send window; the next window opens {} {} ({count} \
+                         recipient(s))",
                         local_time(opens, zone),
                         self.gate.label(set)
                     ),

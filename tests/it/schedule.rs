@@ -64,7 +64,12 @@ async fn windows_follow_each_recipients_zone_and_the_deadline_cancels_the_rest()
         ))
         .await;
     run.assert_code(0);
-    assert!(run.stderr.contains("next window opens"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the next window opens")
+            && run.stderr.contains("Etc/GMT-12 (5 recipient(s))"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.contains("cancelled"), "{}", run.stdout);
     let ledger = world.ledger();
     let sent: Vec<&str> = ledger.iter().map(|e| e.to.as_str()).collect();
