@@ -790,9 +790,16 @@ fn zone_name(
                      the number's own zone"
             )
         });
-    known.insert(name.to_owned(), found.clone());
+    // A file of a million distinct garbage cells must not fill memory:
+    // there are a few hundred real zone names.
+    if known.len() < ZONE_NAMES_KEPT {
+        known.insert(name.to_owned(), found.clone());
+    }
     found
 }
+
+/// Distinct `timezone` cells an import remembers the verdict of.
+const ZONE_NAMES_KEPT: usize = 4096;
 
 /// The zones a number is texted in, as a zone set stores them: its own
 /// prefix's, or empty for the campaign's zone (a number that spans its
