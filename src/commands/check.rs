@@ -90,9 +90,10 @@ async fn check(
     let store = Store::open(&scratch.path().join("check.db")).await?;
     let import = import::import(&store, spec, 0).await?;
     let id = import.campaign_id;
+    let segments = store.segments_in_state(id, MessageState::Pending).await?;
     let report = CheckReport {
         file: spec.csv_path.display().to_string(),
-        segments: store.segments_in_state(id, MessageState::Pending).await?,
+        segments,
         preview: store
             .sample_messages(
                 id,
@@ -112,7 +113,10 @@ async fn check(
             )
             .await?,
         schedule: match gate_rules(&settings.rules) {
-            Ok(rules) => Some(estimate(&store, id, settings, rules, now).await?),
+            Ok(rules) => {
+                let pending = (import.n_pending, segments);
+                Some(estimate(&store, id, settings, rules, pending, now).await?)
+            }
             Err(_) => None,
         },
         import,
@@ -121,12 +125,14 @@ async fn check(
     Ok(report)
 }
 
-/// When the messages to send would all be sent, zone set by zone set.
+/// When the messages to send (`messages`, of `segments` parts in all)
+/// would all be sent, zone set by zone set.
 async fn estimate(
     store: &Store,
     campaign_id: i64,
     settings: &RunSettings,
     rules: GateRules,
+    (messages, segments): (i64, i64),
     now: Now,
 ) -> Result<ScheduleReport, ImportError> {
     let zone_sets = resolve_zone_sets(store.zone_sets(campaign_id).await?);
@@ -160,17 +166,12 @@ async fn estimate(
             );
         }
     }
-    if send_rules.rate_unit == crate::domain::text::RateUnit::Segments {
-        let messages = store
-            .count_in_state(campaign_id, MessageState::Pending)
-            .await?;
-        let segments = store
-            .segments_in_state(campaign_id, MessageState::Pending)
-            .await?;
-        if messages > 0 && segments > messages {
-            rate *= messages as f64 / segments as f64;
-            rate_note.push_str(", counted in segments");
-        }
+    if send_rules.rate_unit == crate::domain::text::RateUnit::Segments
+        && messages > 0
+        && segments > messages
+    {
+        rate *= messages as f64 / segments as f64;
+        rate_note.push_str(", counted in segments");
     }
     let at = now.timestamp();
     let estimate = estimate_finish(&EstimateInput {
